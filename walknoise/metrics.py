@@ -1,0 +1,135 @@
+"""Numbers computed from model outputs and accuracy curves: accuracy, loss, midpoint noise level.
+
+The midpoint noise level of a layer is the σ at which mean accuracy first falls to halfway
+between clean and chance accuracy, interpolated linearly in log σ between the two grid points
+that bracket the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# midpoint_status values stored in results files
+REACHED, NOT_REACHED, BELOW_RANGE = 1, 0, -1
+
+
+@dataclass
+class BatchStats:
+    """Running sums for one stack of σ copies: counts per copy."""
+
+    correct: torch.Tensor
+    loss_sum: torch.Tensor
+    finite: torch.Tensor
+    total: int = 0
+
+    @classmethod
+    def zeros(cls, copies: int, device: torch.device | str) -> BatchStats:
+        z = torch.zeros(copies, dtype=torch.float64, device=device)
+        return cls(z.clone(), z.clone(), z.clone())
+
+    def accuracy(self) -> np.ndarray:
+        return (self.correct / max(self.total, 1)).cpu().numpy()
+
+    def mean_loss(self) -> np.ndarray:
+        return (self.loss_sum / self.finite).cpu().numpy()  # 0/0 -> NaN: no finite output
+
+    def nonfinite_fraction(self) -> np.ndarray:
+        return (1 - self.finite / max(self.total, 1)).cpu().numpy()
+
+
+def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-copy correct count, summed finite loss and finite count.
+
+    ``logits`` has shape ``(copies, B, classes)``. A row with any inf/NaN logit counts as
+    a wrong prediction and is left out of the loss, so huge σ never crashes or poisons a cell.
+    """
+    logits = logits.float()
+    finite = torch.isfinite(logits).all(dim=-1)
+    pred = logits.argmax(dim=-1)
+    correct = ((pred == y) & finite).sum(dim=1)
+    safe = torch.where(finite.unsqueeze(-1), logits, torch.zeros_like(logits))
+    copies, batch, classes = safe.shape
+    loss = F.cross_entropy(
+        safe.reshape(-1, classes), y.repeat(copies), reduction="none"
+    ).reshape(copies, batch)
+    ok = finite & torch.isfinite(loss)
+    loss_sum = torch.where(ok, loss, torch.zeros_like(loss)).sum(dim=1)
+    return correct, loss_sum, ok.sum(dim=1)
+
+
+def midpoint(
+    sigmas: np.ndarray, accuracy: np.ndarray, clean: float, chance: float
+) -> tuple[float, int]:
+    """The midpoint σ of one mean-accuracy curve and its status (``REACHED`` etc.).
+
+    Returns ``(nan, NOT_REACHED)`` when accuracy never falls to the threshold within the grid,
+    and ``(sigmas[0], BELOW_RANGE)`` when it is already below it at the smallest σ.
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    if np.isnan(acc).any():
+        return float("nan"), NOT_REACHED
+    threshold = chance + (clean - chance) / 2
+    below = np.flatnonzero(acc <= threshold)
+    if below.size == 0:
+        return float("nan"), NOT_REACHED
+    i = int(below[0])
+    if i == 0:
+        return float(sigmas[0]), BELOW_RANGE
+    a0, a1 = acc[i - 1], acc[i]
+    t = (a0 - threshold) / (a0 - a1)
+    lo, hi = np.log(sigmas[i - 1]), np.log(sigmas[i])
+    return float(np.exp(lo + t * (hi - lo))), REACHED
+
+
+@dataclass(frozen=True)
+class Midpoint:
+    """A layer's midpoint with its spread over repeats."""
+
+    value: float
+    status: int
+    per_repeat: np.ndarray
+    low: float
+    high: float
+
+
+def layer_midpoint(
+    sigmas: np.ndarray,
+    accuracy: np.ndarray,
+    clean: float,
+    chance: float,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Midpoint:
+    """Midpoint of the repeat-mean curve, per-repeat midpoints and a bootstrap 95% interval.
+
+    ``accuracy`` has shape ``(sigma, repeat)``. The interval resamples repeats with
+    replacement; resamples that never cross count as +inf, so an interval that reaches past
+    the grid has ``high = nan``.
+    """
+    value, status = midpoint(sigmas, accuracy.mean(axis=1), clean, chance)
+    per_repeat = np.array(
+        [midpoint(sigmas, accuracy[:, r], clean, chance)[0] for r in range(accuracy.shape[1])]
+    )
+    reps = accuracy.shape[1]
+    if reps < 2:
+        return Midpoint(value, status, per_repeat, float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, reps, size=(n_boot, reps))
+    boots = np.array(
+        [midpoint(sigmas, accuracy[:, ix].mean(axis=1), clean, chance)[0] for ix in idx]
+    )
+    boots = np.where(np.isnan(boots), np.inf, boots)
+    low = float(np.percentile(boots, 2.5, method="lower"))
+    high = float(np.percentile(boots, 97.5, method="higher"))
+    return Midpoint(
+        value,
+        status,
+        per_repeat,
+        low if np.isfinite(low) else float("nan"),
+        high if np.isfinite(high) else float("nan"),
+    )

@@ -1,0 +1,87 @@
+"""``Result``: a scan's numbers as xarray and pandas, with the midpoint table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from walknoise import store
+
+CELL_VARS = ("accuracy", "accuracy_drop", "loss", "nonfinite_fraction")
+
+
+class Result:
+    """The outcome of a scan; everything is in ``dataset`` (an ``xarray.Dataset``)."""
+
+    def __init__(self, dataset: xr.Dataset) -> None:
+        self.dataset = dataset
+
+    @property
+    def accuracy(self) -> xr.DataArray:
+        """Accuracy per cell, dims ``(layer, sigma, repeat)``."""
+        return self.dataset["accuracy"]
+
+    @property
+    def layers(self) -> list[str]:
+        return [str(v) for v in self.dataset["layer"].values]
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        return np.asarray(self.dataset["sigma"].values)
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.dataset.attrs["clean_accuracy"])
+
+    @property
+    def chance_accuracy(self) -> float:
+        return float(self.dataset.attrs["chance_accuracy"])
+
+    @property
+    def complete(self) -> bool:
+        """Whether every layer of the grid has been computed."""
+        return bool(self.dataset["layer_done"].values.all())
+
+    def midpoints(self) -> pd.DataFrame:
+        """One row per layer: midpoint σ, its status, bootstrap interval and module type."""
+        ds = self.dataset
+        return pd.DataFrame(
+            {
+                "type": ds["layer_type"].values,
+                "midpoint": ds["midpoint"].values,
+                "reached": ds["midpoint_status"].values == 1,
+                "status": ds["midpoint_status"].values,
+                "low": ds["midpoint_low"].values,
+                "high": ds["midpoint_high"].values,
+                "done": ds["layer_done"].values.astype(bool),
+            },
+            index=pd.Index(self.layers, name="layer"),
+        )
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """Tidy table, one row per (layer, sigma, repeat) cell."""
+        return self.dataset[list(CELL_VARS)].to_dataframe().reset_index()
+
+    def to_xarray(self) -> xr.Dataset:
+        return self.dataset
+
+    def save(self, path: str | Path) -> Path:
+        """Write the results file (netCDF-4-compatible HDF5)."""
+        store.save(Path(path), self.dataset)
+        return Path(path)
+
+    def __repr__(self) -> str:
+        ds = self.dataset
+        return (
+            f"<walknoise.Result {ds.attrs.get('noise')} noise: {len(self.layers)} layers × "
+            f"{ds.sizes['sigma']} σ × {ds.sizes['repeat']} repeats, clean accuracy "
+            f"{self.clean_accuracy:.4f}>"
+        )
+
+
+def load(path: str | Path) -> Result:
+    """Read a results file written by ``walknoise scan`` or ``Result.save``."""
+    return Result(store.read(Path(path)))

@@ -1,0 +1,172 @@
+"""Run the cells of a scan: clean reference, then one layer at a time, all σ of a repeat at once.
+
+The runner knows nothing about files: it hands each finished layer to a callback, and the
+caller (``walknoise.scan``) decides where it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from walknoise.errors import WalknoiseError
+from walknoise.inject import Fanout, cell_seed, hooks, make_generator
+from walknoise.metrics import BatchStats, score
+from walknoise.noise import Noise
+from walknoise.points import GLOBAL, INPUT
+
+
+@dataclass(frozen=True)
+class Clean:
+    """The model without noise on the scan's data."""
+
+    accuracy: float
+    loss: float
+    num_classes: int
+    output_std: dict[str, float]
+    """Std of each point's clean output (over all samples and elements), for relative σ."""
+
+
+@dataclass(frozen=True)
+class LayerCells:
+    """Every cell of one scan entry (a point or ``<global>``): arrays of shape (σ, repeat)."""
+
+    layer: str
+    accuracy: np.ndarray
+    loss: np.ndarray
+    nonfinite_fraction: np.ndarray
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterable[tuple[torch.Tensor, ...]]:
+    for start in range(0, len(x), size):
+        yield x[start : start + size], y[start : start + size]
+
+
+def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: Sequence[str],
+               batch_size: int) -> Clean:
+    """Clean accuracy and loss, and the output std of every point (one pass over the data)."""
+    sums = {p: torch.zeros(3, dtype=torch.float64) for p in points}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, args: tuple[object, ...], out: object = None) -> None:
+            t = out if out is not None else args[0]
+            if isinstance(t, torch.Tensor):
+                t64 = t.detach().double()
+                sums[name] += torch.stack([t64.sum(), (t64 * t64).sum(),
+                                           torch.tensor(float(t64.numel()))]).cpu()
+        return hook
+
+    modules = dict(model.named_modules())
+    handles = [
+        model.register_forward_pre_hook(record(p)) if p == INPUT
+        else modules[p].register_forward_hook(record(p))
+        for p in points
+    ]
+    stats, classes = None, 0
+    try:
+        with torch.inference_mode():
+            for xb, yb in batches(x, y, batch_size):
+                logits = model(xb)
+                classes = int(logits.shape[-1])
+                if stats is None:
+                    stats = BatchStats.zeros(1, x.device)
+                c, loss, fin = score(logits.unsqueeze(0), yb)
+                stats.correct += c
+                stats.loss_sum += loss
+                stats.finite += fin
+                stats.total += len(yb)
+    finally:
+        for h in handles:
+            h.remove()
+    assert stats is not None
+    if int(y.max()) >= classes:
+        raise WalknoiseError(
+            f"labels go up to {int(y.max())} but the model has {classes} outputs; "
+            "pass data whose labels are 0..classes-1"
+        )
+    std = {p: _std(s) for p, s in sums.items()}
+    return Clean(float(stats.accuracy()[0]), float(stats.mean_loss()[0]), classes, std)
+
+
+def _std(s: torch.Tensor) -> float:
+    total, sq, n = s.tolist()
+    mean = total / n
+    return float(np.sqrt(max(sq / n - mean * mean, 0.0)))
+
+
+class LayerRunner:
+    """Evaluates all (σ, repeat) cells of one scan entry."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise,
+                 sigmas: Sequence[float], *, batch_size: int, max_batch: int) -> None:
+        self.model, self.x, self.y, self.noise = model, x, y, noise
+        self.sigmas = torch.tensor(list(sigmas), dtype=torch.float32, device=x.device)
+        self.batch_size, self.max_batch = batch_size, max_batch
+
+    def run(self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int,
+            repeats: int, progress: tqdm | None = None) -> LayerCells:
+        acc, loss, nonfin = (np.full((len(self.sigmas), repeats), np.nan) for _ in range(3))
+        fanout_ok: bool | None = None
+        for r in range(repeats):
+            gen = make_generator(cell_seed(seed, layer, r), self.x.device)
+            stats, fanout_ok = self._repeat(points, scales, gen, fanout_ok)
+            acc[:, r], loss[:, r] = stats.accuracy(), stats.mean_loss()
+            nonfin[:, r] = stats.nonfinite_fraction()
+            if progress is not None:
+                progress.update(len(self.sigmas))
+        return LayerCells(layer, acc, loss, nonfin)
+
+    def _repeat(self, points: Sequence[str], scales: Sequence[float], gen: torch.Generator,
+                fanout_ok: bool | None) -> tuple[BatchStats, bool]:
+        fo = Fanout(sigmas=self.sigmas)
+        stats = BatchStats.zeros(len(self.sigmas), self.x.device)
+        with hooks(self.model, points, fo, self.noise, [gen] * len(points), scales), \
+                torch.inference_mode():
+            for xb, yb in batches(self.x, self.y, self.batch_size):
+                fo.new_batch(len(xb))
+                chunk = max(1, self.max_batch // len(xb))
+                for start in range(0, len(self.sigmas), chunk):
+                    sig = self.sigmas[start : start + chunk]
+                    fo.new_chunk(sig)
+                    logits, fanout_ok = self._forward(xb, fo, fanout_ok)
+                    c, ls, fin = score(logits.reshape(len(sig), len(xb), -1), yb)
+                    stats.correct[start : start + chunk] += c
+                    stats.loss_sum[start : start + chunk] += ls
+                    stats.finite[start : start + chunk] += fin
+                stats.total += len(yb)
+        return stats, bool(fanout_ok)
+
+    def _forward(self, xb: torch.Tensor, fo: Fanout, fanout_ok: bool | None
+                 ) -> tuple[torch.Tensor, bool]:
+        """Fan out at the noisy point when it is a cut of the graph, else replicate the input.
+
+        Whether fan-out works is found on the first batch: a skip connection around the
+        point meets a tensor of the wrong batch size and fails, or the output comes back
+        with the wrong batch size; either way the replicated input is correct. (A batch of
+        one would broadcast silently at a skip connection, so it never decides.)
+        """
+        copies = fo.copies
+        if fanout_ok is None and len(xb) > 1:
+            try:
+                out = self.model(xb)
+                if out.shape[0] == copies * len(xb):
+                    return out, True
+            except (RuntimeError, WalknoiseError):
+                pass
+            fo.new_chunk(fo.sigmas)  # replay the ε already drawn, in the same order
+            fanout_ok = False
+        if fanout_ok:
+            return self.model(xb), True
+        rep = xb.unsqueeze(0).expand(copies, *xb.shape).reshape(copies * len(xb), *xb.shape[1:])
+        return self.model(rep), False
+
+
+def entries(points: Sequence[str], include_global: bool) -> list[str]:
+    """The scan's layer axis: each point, then ``<global>``."""
+    return [*points, GLOBAL] if include_global and points else list(points)
+
