@@ -65,8 +65,9 @@ class Fanout:
         self.sigmas = sigmas
         self._calls.clear()
 
-    def eps(self, hook_id: int, gen: torch.Generator | None, noise: Noise,
-            like: torch.Tensor) -> torch.Tensor:
+    def eps(
+        self, hook_id: int, gen: torch.Generator | None, noise: Noise, like: torch.Tensor
+    ) -> torch.Tensor:
         call = self._calls.get(hook_id, 0)
         self._calls[hook_id] = call + 1
         key = (hook_id, call)
@@ -82,8 +83,9 @@ class Fanout:
 class NoiseHook:
     """Adds noise to one point's output; knows how to fan a clean batch out to σ copies."""
 
-    def __init__(self, fanout: Fanout, noise: Noise, gen: torch.Generator | None,
-                 scale: float = 1.0) -> None:
+    def __init__(
+        self, fanout: Fanout, noise: Noise, gen: torch.Generator | None, scale: float = 1.0
+    ) -> None:
         self.fanout = fanout
         self.noise = noise
         self.gen = gen
@@ -129,12 +131,19 @@ def attach(model: nn.Module, layer: str, hook: NoiseHook) -> RemovableHandle:
             f"the model has no layer named {layer!r}; use a named_modules() name such as "
             f"{', '.join(names)} (or <input>)"
         )
-    return modules[layer].register_forward_hook(hook.forward_hook)
+    module: nn.Module = modules[layer]
+    return module.register_forward_hook(hook.forward_hook)
 
 
 @contextmanager
-def hooks(model: nn.Module, layers: Sequence[str], fanout: Fanout, noise: Noise,
-          gens: Sequence[torch.Generator | None], scales: Sequence[float]) -> Iterator[None]:
+def hooks(
+    model: nn.Module,
+    layers: Sequence[str],
+    fanout: Fanout,
+    noise: Noise,
+    gens: Sequence[torch.Generator | None],
+    scales: Sequence[float],
+) -> Iterator[None]:
     """Attach one hook per layer for the duration of the block; removed even on error."""
     handles: list[RemovableHandle] = []
     try:
@@ -164,6 +173,7 @@ def inject(
     """
     layers = [layer] if isinstance(layer, str) else list(layer)
     fanout = Fanout(sigmas=torch.tensor([float(sigma)]), cache_eps=False)
-    with hooks(model, layers, fanout, make_noise(noise), [generator] * len(layers),
-               [1.0] * len(layers)):
+    with hooks(
+        model, layers, fanout, make_noise(noise), [generator] * len(layers), [1.0] * len(layers)
+    ):
         yield model

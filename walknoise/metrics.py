@@ -53,9 +53,9 @@ def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
     correct = ((pred == y) & finite).sum(dim=1)
     safe = torch.where(finite.unsqueeze(-1), logits, torch.zeros_like(logits))
     copies, batch, classes = safe.shape
-    loss = F.cross_entropy(
-        safe.reshape(-1, classes), y.repeat(copies), reduction="none"
-    ).reshape(copies, batch)
+    loss = F.cross_entropy(safe.reshape(-1, classes), y.repeat(copies), reduction="none").reshape(
+        copies, batch
+    )
     ok = finite & torch.isfinite(loss)
     loss_sum = torch.where(ok, loss, torch.zeros_like(loss)).sum(dim=1)
     return correct, loss_sum, ok.sum(dim=1)

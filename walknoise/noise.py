@@ -48,7 +48,7 @@ class Additive:
 
 @dataclass(frozen=True)
 class Multiplicative:
-    """Multiplicative Gaussian noise ``y·(1 + σ·ε)``, i.e. ``y·N(1, σ²)``: scales with the signal."""
+    """Multiplicative Gaussian noise ``y·(1 + σ·ε)`` = ``y·N(1, σ²)``: grows with the signal."""
 
     kind: str = "multiplicative"
     draws: int = 1

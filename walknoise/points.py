@@ -138,8 +138,10 @@ def select(
         if layers is None:
             chosen = [p for p in chosen if p.default or p.type.lower() in wanted]
     if not chosen:
-        raise WalknoiseError("the --layers/--types filters leave no point to scan; run "
-                             "`walknoise layers MODEL` to see the names")
+        raise WalknoiseError(
+            "the --layers/--types filters leave no point to scan; run "
+            "`walknoise layers MODEL` to see the names"
+        )
     return chosen
 
 

@@ -31,8 +31,7 @@ def midpoint_table(result: Result) -> str:
             mid, interval = f"> {sigma_max:.3g}", ""
         rows.append((str(layer), str(row["type"]), mid, interval))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     ds = result.dataset
     head = (

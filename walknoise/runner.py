@@ -7,6 +7,7 @@ caller (``walknoise.scan``) decides where it goes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,9 @@ def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterable[tuple[torch
         yield x[start : start + size], y[start : start + size]
 
 
-def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: Sequence[str],
-               batch_size: int) -> Clean:
+def clean_pass(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: Sequence[str], batch_size: int
+) -> Clean:
     """Clean accuracy and loss, and the output std of every point (one pass over the data)."""
     sums = {p: torch.zeros(3, dtype=torch.float64) for p in points}
 
@@ -57,13 +59,16 @@ def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: Seque
             t = out if out is not None else args[0]
             if isinstance(t, torch.Tensor):
                 t64 = t.detach().double()
-                sums[name] += torch.stack([t64.sum(), (t64 * t64).sum(),
-                                           torch.tensor(float(t64.numel()))]).cpu()
+                sums[name] += torch.stack(
+                    [t64.sum(), (t64 * t64).sum(), torch.tensor(float(t64.numel()))]
+                ).cpu()
+
         return hook
 
     modules = dict(model.named_modules())
     handles = [
-        model.register_forward_pre_hook(record(p)) if p == INPUT
+        model.register_forward_pre_hook(record(p))
+        if p == INPUT
         else modules[p].register_forward_hook(record(p))
         for p in points
     ]
@@ -102,14 +107,30 @@ def _std(s: torch.Tensor) -> float:
 class LayerRunner:
     """Evaluates all (σ, repeat) cells of one scan entry."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: Noise,
-                 sigmas: Sequence[float], *, batch_size: int, max_batch: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        noise: Noise,
+        sigmas: Sequence[float],
+        *,
+        batch_size: int,
+        max_batch: int,
+    ) -> None:
         self.model, self.x, self.y, self.noise = model, x, y, noise
         self.sigmas = torch.tensor(list(sigmas), dtype=torch.float32, device=x.device)
         self.batch_size, self.max_batch = batch_size, max_batch
 
-    def run(self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int,
-            repeats: int, progress: tqdm | None = None) -> LayerCells:
+    def run(
+        self,
+        layer: str,
+        points: Sequence[str],
+        scales: Sequence[float],
+        seed: int,
+        repeats: int,
+        progress: tqdm[Any] | None = None,
+    ) -> LayerCells:
         acc, loss, nonfin = (np.full((len(self.sigmas), repeats), np.nan) for _ in range(3))
         fanout_ok: bool | None = None
         for r in range(repeats):
@@ -121,12 +142,19 @@ class LayerRunner:
                 progress.update(len(self.sigmas))
         return LayerCells(layer, acc, loss, nonfin)
 
-    def _repeat(self, points: Sequence[str], scales: Sequence[float], gen: torch.Generator,
-                fanout_ok: bool | None) -> tuple[BatchStats, bool]:
+    def _repeat(
+        self,
+        points: Sequence[str],
+        scales: Sequence[float],
+        gen: torch.Generator,
+        fanout_ok: bool | None,
+    ) -> tuple[BatchStats, bool]:
         fo = Fanout(sigmas=self.sigmas)
         stats = BatchStats.zeros(len(self.sigmas), self.x.device)
-        with hooks(self.model, points, fo, self.noise, [gen] * len(points), scales), \
-                torch.inference_mode():
+        with (
+            hooks(self.model, points, fo, self.noise, [gen] * len(points), scales),
+            torch.inference_mode(),
+        ):
             for xb, yb in batches(self.x, self.y, self.batch_size):
                 fo.new_batch(len(xb))
                 chunk = max(1, self.max_batch // len(xb))
@@ -141,8 +169,9 @@ class LayerRunner:
                 stats.total += len(yb)
         return stats, bool(fanout_ok)
 
-    def _forward(self, xb: torch.Tensor, fo: Fanout, fanout_ok: bool | None
-                 ) -> tuple[torch.Tensor, bool]:
+    def _forward(
+        self, xb: torch.Tensor, fo: Fanout, fanout_ok: bool | None
+    ) -> tuple[torch.Tensor, bool]:
         """Fan out at the noisy point when it is a cut of the graph, else replicate the input.
 
         Whether fan-out works is found on the first batch: a skip connection around the
@@ -169,4 +198,3 @@ class LayerRunner:
 def entries(points: Sequence[str], include_global: bool) -> list[str]:
     """The scan's layer axis: each point, then ``<global>``."""
     return [*points, GLOBAL] if include_global and points else list(points)
-

@@ -99,7 +99,7 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
         if text.startswith(("log:", "lin:")):
             kind, a, b, n = text.split(":")
             start, stop, num = float(a), float(b), int(n)
-            if num < 1 or not start < stop and num > 1:
+            if num < 1 or (not start < stop and num > 1):
                 raise WalknoiseError(
                     f"σ range {text!r} needs START < STOP and N >= 1, e.g. 'log:1e-2:1e3:31'"
                 )

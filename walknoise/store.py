@@ -36,17 +36,24 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "accuracy_drop": (("layer", "sigma", "repeat"), "clean minus noisy accuracy", "1"),
     "loss": (("layer", "sigma", "repeat"), "mean cross-entropy over finite outputs", "nat"),
     "nonfinite_fraction": (
-        ("layer", "sigma", "repeat"), "fraction of samples with inf/NaN logits", "1"),
+        ("layer", "sigma", "repeat"),
+        "fraction of samples with inf/NaN logits",
+        "1",
+    ),
     "midpoint": (("layer",), "midpoint noise level (halfway from clean to chance)", "sigma"),
     "midpoint_status": (
-        ("layer",), "1 reached in grid, 0 not reached (> sigma max), -1 at or below sigma min",
-        "1"),
+        ("layer",),
+        "1 reached in grid, 0 not reached (> sigma max), -1 at or below sigma min",
+        "1",
+    ),
     "midpoint_low": (("layer",), "bootstrap 2.5% quantile of the midpoint", "sigma"),
     "midpoint_high": (("layer",), "bootstrap 97.5% quantile of the midpoint", "sigma"),
     "midpoint_per_repeat": (("layer", "repeat"), "midpoint of each repeat's curve", "sigma"),
     "layer_scale": (
-        ("layer",), "factor multiplying sigma at this point (clean output std if relative)",
-        "1"),
+        ("layer",),
+        "factor multiplying sigma at this point (clean output std if relative)",
+        "1",
+    ),
     "layer_done": (("layer",), "1 when every cell of the layer is computed", "1"),
 }
 INT_VARS = {"midpoint_status", "layer_done"}
@@ -57,20 +64,27 @@ COORDS = {
 }
 
 
-def create(path: Path, coords: Mapping[str, Any], layer_type: list[str],
-           attrs: Mapping[str, Any]) -> None:
+def create(
+    path: Path, coords: Mapping[str, Any], layer_type: list[str], attrs: Mapping[str, Any]
+) -> None:
     """Write a new file with the full grid preallocated (NaN, nothing done)."""
     shape = {k: len(v) for k, v in coords.items()}
     data: dict[str, np.ndarray] = {}
     for name, (dims, _, _) in VARIABLES.items():
         fill = 0 if name in INT_VARS else np.nan
-        data[name] = np.full([shape[d] for d in dims], fill,
-                             dtype=np.int8 if name in INT_VARS else np.float64)
+        data[name] = np.full(
+            [shape[d] for d in dims], fill, dtype=np.int8 if name in INT_VARS else np.float64
+        )
     _atomic(path, lambda f: _write_all(f, coords, layer_type, data, attrs), new=True)
 
 
-def _write_all(f: h5py.File, coords: Mapping[str, Any], layer_type: list[str],
-               data: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
+def _write_all(
+    f: h5py.File,
+    coords: Mapping[str, Any],
+    layer_type: list[str],
+    data: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+) -> None:
     f.create_dataset("layer", data=np.array(coords["layer"], dtype=object), dtype=STR)
     f.create_dataset("sigma", data=np.asarray(coords["sigma"], dtype=np.float64))
     f.create_dataset("repeat", data=np.asarray(coords["repeat"], dtype=np.int64))
@@ -113,17 +127,21 @@ def read_header(path: Path) -> dict[str, Any]:
             if attrs.get("format") != FORMAT:
                 raise WalknoiseError(
                     f"{path} is not a walknoise results file; choose another -o path "
-                    "(or pass --overwrite to replace it)")
+                    "(or pass --overwrite to replace it)"
+                )
             if int(attrs.get("format_version", 0)) != FORMAT_VERSION:
                 raise WalknoiseError(
                     f"{path} has results format version {attrs.get('format_version')}, this "
-                    f"walknoise reads version {FORMAT_VERSION}; rerun with --overwrite")
+                    f"walknoise reads version {FORMAT_VERSION}; rerun with --overwrite"
+                )
             attrs["layer_done"] = f["layer_done"][...].astype(bool)
             attrs["layer"] = [_decode(v) for v in f["layer"][...]]
             return attrs
     except OSError as err:
-        raise WalknoiseError(f"cannot read {path} as HDF5 ({err}); it is not a results "
-                             "file or it is damaged; pass --overwrite to replace it") from None
+        raise WalknoiseError(
+            f"cannot read {path} as HDF5 ({err}); it is not a results "
+            "file or it is damaged; pass --overwrite to replace it"
+        ) from None
 
 
 def read(path: Path) -> xr.Dataset:
@@ -139,8 +157,11 @@ def read(path: Path) -> xr.Dataset:
             name: (dims, f[name][...], {"long_name": long_name, "units": units})
             for name, (dims, long_name, units) in VARIABLES.items()
         }
-        variables["layer_type"] = (("layer",), np.array([_decode(v) for v in f["layer_type"]]),
-                                   {"long_name": "module class of the injection point"})
+        variables["layer_type"] = (
+            ("layer",),
+            np.array([_decode(v) for v in f["layer_type"]]),
+            {"long_name": "module class of the injection point"},
+        )
     attrs = {k: v for k, v in header.items() if k not in ("layer_done", "layer")}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
@@ -150,8 +171,9 @@ def save(path: Path, ds: xr.Dataset) -> None:
     coords = {k: ds[k].values.tolist() for k in ("layer", "sigma", "repeat")}
     data = {name: ds[name].values for name in VARIABLES}
     attrs = dict(ds.attrs)
-    _atomic(path, lambda f: _write_all(f, coords, list(ds["layer_type"].values), data, attrs),
-            new=True)
+    _atomic(
+        path, lambda f: _write_all(f, coords, list(ds["layer_type"].values), data, attrs), new=True
+    )
 
 
 def _decode(value: Any) -> Any:
@@ -166,8 +188,9 @@ def _atomic(path: Path, edit: Any, *, new: bool = False) -> None:
     """Apply ``edit`` to a copy of ``path`` and rename it into place."""
     path = Path(path)
     if not path.parent.exists():
-        raise WalknoiseError(f"directory {path.parent} does not exist; create it or choose "
-                             "another output path")
+        raise WalknoiseError(
+            f"directory {path.parent} does not exist; create it or choose another output path"
+        )
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -189,5 +212,6 @@ def config_of(header: Mapping[str, Any]) -> dict[str, Any]:
         cfg: dict[str, Any] = json.loads(header["config"])["identity"]
         return cfg
     except (KeyError, TypeError, ValueError):
-        raise WalknoiseError("the results file has no readable config; pass --overwrite "
-                             "to replace it") from None
+        raise WalknoiseError(
+            "the results file has no readable config; pass --overwrite to replace it"
+        ) from None

@@ -33,8 +33,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise WalknoiseError("--device cuda was asked for but no CUDA GPU is visible; "
-                             "use --device cpu or --device auto")
+        raise WalknoiseError(
+            "--device cuda was asked for but no CUDA GPU is visible; "
+            "use --device cpu or --device auto"
+        )
     try:
         return torch.device(name)
     except RuntimeError:
@@ -46,7 +48,7 @@ def model_fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -75,33 +77,66 @@ def scan(
     for key in ("types",):
         if options.get(key) is not None:
             options[key] = tuple(options[key])
-    spec = ScanSpec(sigmas=grid, noise=noise, repeats=repeats,
-                    layers=tuple(layers) if layers else None, **options)
-    return run_spec(model, data, spec, output=output, overwrite=overwrite, progress=progress,
-                    command=command)
+    spec = ScanSpec(
+        sigmas=grid,
+        noise=noise,
+        repeats=repeats,
+        layers=tuple(layers) if layers else None,
+        **options,
+    )
+    return run_spec(
+        model, data, spec, output=output, overwrite=overwrite, progress=progress, command=command
+    )
 
 
-def run_spec(model: nn.Module, data: Any, spec: ScanSpec, *, output: str | Path | None = None,
-             overwrite: bool = False, progress: bool = True,
-             command: str | None = None) -> Result:
+def run_spec(
+    model: nn.Module,
+    data: Any,
+    spec: ScanSpec,
+    *,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> Result:
     """Run a ``ScanSpec`` (the CLI and ``scan`` both end here)."""
     device = resolve_device(spec.device)
     td = resolve_data(data)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     model = model.to(device).eval()
     x, y = td.x.to(device=device, dtype=dtype), td.y.to(device)
-    chosen = [p.name for p in select(discover(model, td.input_shape, device),
-                                     spec.layers, spec.types)]
+    chosen = [
+        p.name for p in select(discover(model, td.input_shape, device), spec.layers, spec.types)
+    ]
     clean = clean_pass(model, x, y, chosen, spec.batch_size)
     axis = entries(chosen, spec.include_global)
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
-    identity = {**spec.identity(), "model_sha256": model_fingerprint(model), "data": td.name,
-                "n_samples": len(td)}
+    identity = {
+        **spec.identity(),
+        "model_sha256": model_fingerprint(model),
+        "data": td.name,
+        "n_samples": len(td),
+    }
     attrs = _attrs(spec, identity, clean, td, command)
-    ds = _prepare(Path(output) if output else None, axis, spec, attrs, identity, scales,
-                  overwrite, _types(model, axis))
-    runner = LayerRunner(model, x, y, make_noise(spec.noise, spec.ratio), spec.sigmas,
-                         batch_size=spec.batch_size, max_batch=spec.max_batch)
+    ds = _prepare(
+        Path(output) if output else None,
+        axis,
+        spec,
+        attrs,
+        identity,
+        scales,
+        overwrite,
+        _types(model, axis),
+    )
+    runner = LayerRunner(
+        model,
+        x,
+        y,
+        make_noise(spec.noise, spec.ratio),
+        spec.sigmas,
+        batch_size=spec.batch_size,
+        max_batch=spec.max_batch,
+    )
     todo = [i for i, done in enumerate(ds["layer_done"].values) if not done]
     total = len(todo) * spec.repeats * len(spec.sigmas)
     with tqdm(total=total, unit="cell", disable=not progress, desc="scan") as bar:
@@ -109,8 +144,9 @@ def run_spec(model: nn.Module, data: Any, spec: ScanSpec, *, output: str | Path 
             layer = axis[i]
             bar.set_postfix_str(layer)
             points = chosen if layer == "<global>" else [layer]
-            cells = runner.run(layer, points, [scales[p] for p in points], spec.seed,
-                               spec.repeats, bar)
+            cells = runner.run(
+                layer, points, [scales[p] for p in points], spec.seed, spec.repeats, bar
+            )
             values = _layer_values(cells, spec, clean, scales.get(layer, float("nan")))
             if output:
                 store.write_layer(Path(output), i, values)
@@ -120,8 +156,7 @@ def run_spec(model: nn.Module, data: Any, spec: ScanSpec, *, output: str | Path 
     return Result(ds)
 
 
-def _layer_values(cells: LayerCells, spec: ScanSpec, clean: Clean,
-                  scale: float) -> dict[str, Any]:
+def _layer_values(cells: LayerCells, spec: ScanSpec, clean: Clean, scale: float) -> dict[str, Any]:
     chance = 1.0 / clean.num_classes
     mid = layer_midpoint(np.asarray(spec.sigmas), cells.accuracy, clean.accuracy, chance)
     return {
@@ -144,8 +179,9 @@ def _types(model: nn.Module, axis: Sequence[str]) -> list[str]:
     return [special.get(n) or type(modules[n]).__name__ for n in axis]
 
 
-def _attrs(spec: ScanSpec, identity: dict[str, Any], clean: Clean, td: TensorData,
-           command: str | None) -> dict[str, Any]:
+def _attrs(
+    spec: ScanSpec, identity: dict[str, Any], clean: Clean, td: TensorData, command: str | None
+) -> dict[str, Any]:
     return {
         "format": store.FORMAT,
         "format_version": store.FORMAT_VERSION,
@@ -154,8 +190,10 @@ def _attrs(spec: ScanSpec, identity: dict[str, Any], clean: Clean, td: TensorDat
         "torch_version": str(torch.__version__),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command or " ".join(sys.argv),
-        "config": json.dumps({"identity": identity, "runtime": {
-            "device": spec.device, "max_batch": spec.max_batch}}, sort_keys=True),
+        "config": json.dumps(
+            {"identity": identity, "runtime": {"device": spec.device, "max_batch": spec.max_batch}},
+            sort_keys=True,
+        ),
         "model_sha256": identity["model_sha256"],
         "data": td.name,
         "n_samples": len(td),
@@ -170,20 +208,31 @@ def _attrs(spec: ScanSpec, identity: dict[str, Any], clean: Clean, td: TensorDat
     }
 
 
-def _prepare(path: Path | None, axis: list[str], spec: ScanSpec, attrs: dict[str, Any],
-             identity: dict[str, Any], scales: dict[str, float], overwrite: bool,
-             types: list[str]) -> xr.Dataset:
+def _prepare(
+    path: Path | None,
+    axis: list[str],
+    spec: ScanSpec,
+    attrs: dict[str, Any],
+    identity: dict[str, Any],
+    scales: dict[str, float],
+    overwrite: bool,
+    types: list[str],
+) -> xr.Dataset:
     """The in-memory grid: fresh, or the finished layers of a file being resumed."""
     coords = {"layer": axis, "sigma": list(spec.sigmas), "repeat": list(range(spec.repeats))}
     if path is not None and path.exists() and not overwrite:
         header = store.read_header(path)
         stored = store.config_of(header)
         if stored != json.loads(json.dumps(identity)):
-            diff = sorted(k for k in set(stored) | set(identity)
-                          if stored.get(k) != json.loads(json.dumps(identity.get(k))))
+            diff = sorted(
+                k
+                for k in set(stored) | set(identity)
+                if stored.get(k) != json.loads(json.dumps(identity.get(k)))
+            )
             raise WalknoiseError(
                 f"{path} holds a scan with a different config (differs in: {', '.join(diff)}); "
-                "pass --overwrite to replace it, or choose another -o path")
+                "pass --overwrite to replace it, or choose another -o path"
+            )
         return store.read(path)
     if path is not None:
         store.create(path, coords, types, attrs)
@@ -197,8 +246,11 @@ def _empty(coords: dict[str, Any], types: list[str], attrs: dict[str, Any]) -> x
     variables: dict[str, Any] = {}
     for name, (dims, long_name, units) in store.VARIABLES.items():
         integer = name in store.INT_VARS
-        arr = np.full([shape[d] for d in dims], 0 if integer else np.nan,
-                      dtype=np.int8 if integer else np.float64)
+        arr = np.full(
+            [shape[d] for d in dims],
+            0 if integer else np.nan,
+            dtype=np.int8 if integer else np.float64,
+        )
         variables[name] = (dims, arr, {"long_name": long_name, "units": units})
     variables["layer_type"] = (("layer",), np.array(types))
     return xr.Dataset(variables, coords=coords, attrs=attrs)

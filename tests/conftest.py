@@ -1,0 +1,65 @@
+"""Shared tiny models and data: fast, deterministic, no downloads."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+
+def tiny_mlp(batchnorm: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        flatten=nn.Flatten(), fc1=nn.Linear(16, 32), act1=nn.ReLU()
+    )
+    if batchnorm:
+        layers["bn1"] = nn.BatchNorm1d(32)
+    layers["fc2"] = nn.Linear(32, 4)
+    return nn.Sequential(layers)
+
+
+class Residual(nn.Module):
+    """A skip connection around ``inner``: ``inner`` is not a cut point of the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(16, 32)
+        self.inner = nn.Linear(32, 32)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(self.flatten(x))
+        return self.head(self.act(h + self.inner(h)))
+
+
+def learnable_data(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (n, 1, 4, 4) with labels a fixed linear map can predict."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 4, 4, generator=g)
+    w = torch.randn(16, 4, generator=g)
+    return x, (x.flatten(1) @ w).argmax(dim=1)
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 300) -> nn.Module:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    return learnable_data()
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(data: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    return fit(tiny_mlp(), *data)

@@ -1,0 +1,64 @@
+"""Midpoint noise level on curves whose answer is known by hand, and scoring of bad logits."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from walknoise.metrics import BELOW_RANGE, NOT_REACHED, REACHED, layer_midpoint, midpoint, score
+
+SIGMAS = np.array([0.01, 0.1, 1.0, 10.0, 100.0])
+
+
+def test_midpoint_interpolates_in_log_sigma() -> None:
+    # clean 0.9, chance 0.1 -> threshold 0.5; crossing between σ=1 (0.7) and σ=10 (0.2):
+    # t = (0.7 - 0.5) / (0.7 - 0.2) = 0.4 -> log10 σ = 0 + 0.4 -> σ = 10**0.4
+    acc = np.array([0.9, 0.9, 0.7, 0.2, 0.1])
+    value, status = midpoint(SIGMAS, acc, clean=0.9, chance=0.1)
+    assert status == REACHED
+    assert value == pytest.approx(10**0.4)
+
+
+def test_midpoint_exactly_on_grid_point() -> None:
+    value, _ = midpoint(SIGMAS, np.array([0.9, 0.8, 0.5, 0.3, 0.1]), 0.9, 0.1)
+    assert value == pytest.approx(1.0)
+
+
+def test_midpoint_not_reached_and_below_range() -> None:
+    value, status = midpoint(SIGMAS, np.array([0.9, 0.9, 0.8, 0.7, 0.6]), 0.9, 0.1)
+    assert math.isnan(value) and status == NOT_REACHED
+    value, status = midpoint(SIGMAS, np.array([0.3, 0.2, 0.1, 0.1, 0.1]), 0.9, 0.1)
+    assert value == 0.01 and status == BELOW_RANGE
+
+
+def test_midpoint_first_crossing_wins() -> None:
+    # non-monotone curve: the first fall below the threshold is the midpoint
+    value, _ = midpoint(SIGMAS, np.array([0.9, 0.5, 0.8, 0.1, 0.1]), 0.9, 0.1)
+    assert value == pytest.approx(0.1)
+
+
+def test_layer_midpoint_spread_over_repeats() -> None:
+    # repeat r crosses exactly at grid point r+1; resampling three times the same repeat
+    # happens in 1000 draws, so the 95% interval spans the per-repeat extremes
+    acc = np.array(
+        [[0.9, 0.9, 0.9], [0.5, 0.9, 0.9], [0.1, 0.5, 0.9], [0.1, 0.1, 0.5], [0.1, 0.1, 0.1]]
+    )
+    mid = layer_midpoint(SIGMAS, acc, clean=0.9, chance=0.1)
+    assert mid.per_repeat == pytest.approx([0.1, 1.0, 10.0])
+    assert mid.low <= mid.value <= mid.high
+    assert mid.low == pytest.approx(0.1) and mid.high == pytest.approx(10.0)
+
+
+def test_score_counts_nonfinite_rows_as_wrong() -> None:
+    y = torch.tensor([0, 1, 2])
+    logits = torch.tensor(
+        [
+            [[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]],
+            [[float("nan"), 0, 0], [0, float("inf"), 0], [0, 0, 5.0]],
+        ]
+    )
+    correct, loss_sum, finite = score(logits, y)
+    assert correct.tolist() == [3, 1]
+    assert finite.tolist() == [3, 1]
+    assert torch.isfinite(loss_sum).all()

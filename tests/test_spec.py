@@ -1,0 +1,48 @@
+"""σ-grid parsing and the scan spec's JSON round trip."""
+
+import numpy as np
+import pytest
+
+from walknoise.errors import WalknoiseError
+from walknoise.spec import ScanSpec, parse_sigmas
+
+
+def test_parse_log_lin_and_list() -> None:
+    assert parse_sigmas("log:1e-2:1e2:5") == pytest.approx([0.01, 0.1, 1, 10, 100])
+    assert parse_sigmas("lin:0.5:2:4") == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert parse_sigmas("10, 0.1,1") == (0.1, 1.0, 10.0)
+    assert np.allclose(np.diff(np.log10(parse_sigmas("log:1e-2:1e3:31"))), 1 / 6)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "log:1e3:1e-2:5",
+        "log:0:1:5",
+        "lin:-1:1:3",
+        "1,1,2",
+        "nan",
+        "abc",
+        "log:1:2",
+        "",
+        "0.1,-2",
+        "log:1:10:0",
+    ],
+)
+def test_bad_sigma_specs(bad: str) -> None:
+    with pytest.raises(WalknoiseError):
+        parse_sigmas(bad)
+
+
+def test_spec_json_roundtrip_and_identity() -> None:
+    spec = ScanSpec(sigmas=(0.1, 1.0), noise="combined", ratio=0.2, layers=("fc*",))
+    again = ScanSpec.from_json(spec.to_json())
+    assert again == spec
+    assert "device" not in spec.identity() and "sigmas" in spec.identity()
+
+
+def test_spec_rejects_bad_fields() -> None:
+    with pytest.raises(WalknoiseError, match="repeats"):
+        ScanSpec(sigmas=(1.0,), repeats=0)
+    with pytest.raises(WalknoiseError, match="noise kind"):
+        ScanSpec(sigmas=(1.0,), noise="uniform")

@@ -1,0 +1,188 @@
+"""End-to-end scans checked against independent computations."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+
+import walknoise
+from tests.conftest import Residual, fit, learnable_data, tiny_mlp
+from walknoise import runner
+from walknoise.errors import WalknoiseError
+from walknoise.inject import cell_seed
+
+SIGMAS = "log:1e-2:1e2:9"
+
+
+def by_hand(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    layer: str,
+    sigma: float,
+    repeat: int,
+    batch: int,
+    seed: int = 0,
+) -> float:
+    """One cell recomputed with a plain hook and its own draws from the cell's seed."""
+    gen = torch.Generator().manual_seed(cell_seed(seed, layer, repeat))
+    module = dict(model.named_modules())[layer]
+
+    def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
+        return out + sigma * torch.randn((1, *out.shape), generator=gen)[0]
+
+    handle = module.register_forward_hook(hook)
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            logits = model(x[start : start + batch])
+            correct += int((logits.argmax(1) == y[start : start + batch]).sum())
+    handle.remove()
+    return correct / len(x)
+
+
+def test_one_cell_recomputed_exactly_from_its_seed(trained_mlp, data) -> None:
+    x, y = data
+    result = walknoise.scan(
+        trained_mlp,
+        (x, y),
+        sigmas=SIGMAS,
+        repeats=2,
+        batch_size=128,
+        progress=False,
+        max_batch=1000,
+    )  # σ split into chunks
+    for layer, j, r in [("fc1", 4, 1), ("act1", 6, 0), ("fc2", 5, 1)]:
+        sigma = float(result.sigmas[j])
+        expected = by_hand(trained_mlp, x, y, layer, sigma, r, batch=128)
+        assert result.accuracy.sel(layer=layer, repeat=r).values[j] == expected
+
+
+def test_accuracy_falls_from_clean_to_chance(trained_mlp, data) -> None:
+    result = walknoise.scan(trained_mlp, data, sigmas="log:1e-3:1e3:7", repeats=2, progress=False)
+    acc = result.accuracy.mean("repeat")
+    assert result.clean_accuracy > 0.9
+    assert np.allclose(acc.isel(sigma=0), result.clean_accuracy, atol=0.02)
+    assert np.all(np.abs(acc.isel(sigma=-1) - 0.25) < 0.08)  # 4 classes
+    mids = result.midpoints()
+    assert mids["reached"].all() and list(mids.index)[-1] == "<global>"
+    # noise everywhere at once hurts at least as much as noise at any one point
+    assert mids.loc["<global>", "midpoint"] <= mids["midpoint"].min() * 1.0001
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_mlp(batchnorm=True), Residual])
+def test_fanout_equals_replicated_input(make, monkeypatch) -> None:
+    x, y = learnable_data(300)
+    model = fit(make(), x, y, steps=50)
+    kwargs = dict(sigmas=SIGMAS, repeats=2, batch_size=64, progress=False, noise="combined")
+    fast = walknoise.scan(model, (x, y), **kwargs)
+    original = runner.LayerRunner._forward
+
+    def replicate(self, xb, fo, fanout_ok):  # type: ignore[no-untyped-def]
+        return original(self, xb, fo, False)
+
+    monkeypatch.setattr(runner.LayerRunner, "_forward", replicate)
+    plain = walknoise.scan(model, (x, y), **kwargs)
+    np.testing.assert_allclose(fast.dataset["loss"], plain.dataset["loss"], rtol=1e-5)
+    np.testing.assert_array_equal(fast.accuracy, plain.accuracy)
+
+
+def test_file_opens_in_xarray_with_coordinates(trained_mlp, data, tmp_path: Path) -> None:
+    out = tmp_path / "r.h5"
+    walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=3, output=out, progress=False)
+    ds = xr.open_dataset(out, engine="h5netcdf")
+    assert list(ds["layer"].values) == ["<input>", "fc1", "act1", "fc2", "<global>"]
+    assert ds["sigma"].values == pytest.approx(np.logspace(-2, 2, 9))
+    assert list(ds["repeat"].values) == [0, 1, 2]
+    assert ds["accuracy"].dims == ("layer", "sigma", "repeat")
+    assert ds["midpoint"].attrs["long_name"].startswith("midpoint noise level")
+    assert ds.attrs["walknoise_version"] == walknoise.__version__
+    assert len(ds.attrs["model_sha256"]) == 64
+    loaded = walknoise.load(out)
+    np.testing.assert_array_equal(loaded.accuracy.values, ds["accuracy"].values)
+    assert loaded.complete and len(loaded.to_dataframe()) == 5 * 9 * 3
+
+
+def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, monkeypatch):
+    full = walknoise.scan(
+        trained_mlp, data, sigmas=SIGMAS, repeats=2, output=tmp_path / "full.h5", progress=False
+    )
+    calls = {"n": 0}
+    original = runner.LayerRunner.run
+
+    def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner.LayerRunner, "run", flaky)
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False)
+    partial = walknoise.load(out)
+    assert partial.dataset["layer_done"].values.tolist() == [1, 1, 0, 0, 0]
+    assert np.isnan(partial.accuracy.sel(layer="act1")).all()
+    resumed = walknoise.scan(
+        trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False
+    )
+    assert calls["n"] == 3 + 3  # only the three missing layers ran again
+    for name in full.dataset.data_vars:
+        np.testing.assert_array_equal(resumed.dataset[name].values, full.dataset[name].values)
+    assert walknoise.load(out).complete
+
+
+def test_different_config_on_existing_file_is_refused(trained_mlp, data, tmp_path) -> None:
+    out = tmp_path / "r.h5"
+    walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=1, output=out, progress=False)
+    with pytest.raises(WalknoiseError, match="differs in: repeats"):
+        walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False)
+    walknoise.scan(
+        trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, overwrite=True, progress=False
+    )
+    assert walknoise.load(out).dataset.sizes["repeat"] == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_huge_sigma_counts_nonfinite_as_wrong(trained_mlp, data, dtype) -> None:
+    import copy
+
+    model = copy.deepcopy(trained_mlp).to(dtype)
+    result = walknoise.scan(
+        model,
+        data,
+        sigmas="1e-3,1e10,1e16",
+        repeats=1,
+        progress=False,
+        noise="additive",
+        layers=["fc1", "fc2"],
+    )
+    acc = result.accuracy.values
+    assert np.isfinite(acc).all() and (acc >= 0).all() and (acc <= 1).all()
+    assert (acc[:, -1] <= 0.4).all()  # additive noise of 1e16 leaves nothing but chance
+    if dtype == torch.float16:  # 1e10 overflows float16: every row non-finite, all wrong
+        assert (result.dataset["nonfinite_fraction"].sel(sigma=1e10).values == 1).all()
+        assert (acc[:, 1] == 0).all()
+        assert np.isnan(result.dataset["loss"].sel(sigma=1e10).values).all()
+
+
+def test_relative_sigma_records_scale(trained_mlp, data) -> None:
+    result = walknoise.scan(
+        trained_mlp,
+        data,
+        sigmas=SIGMAS,
+        repeats=1,
+        relative=True,
+        progress=False,
+        layers=["fc1"],
+        include_global=False,
+    )
+    x, _ = data
+    expected = trained_mlp.fc1(x.flatten(1)).std(unbiased=False).item()
+    assert result.dataset["layer_scale"].sel(layer="fc1").item() == pytest.approx(
+        expected, rel=1e-4
+    )
+    assert result.dataset.attrs["sigma_mode"] == "relative"
