@@ -1,0 +1,44 @@
+"""The ``walknoise`` command: a click group whose errors are one line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from cli.demo import demo
+from cli.layers import layers
+from cli.plot import plot
+from cli.scan import scan
+from cli.train import train
+from walknoise import __version__
+from walknoise.errors import WalknoiseError
+
+
+class Group(click.Group):
+    """Turns user errors into ``error: ...`` and Ctrl-C into a clean stop."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WalknoiseError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="walknoise")
+def cli() -> None:
+    """Walk Gaussian noise through a PyTorch model, one layer at a time."""
+
+
+for command in (train, layers, scan, plot, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="walknoise")

@@ -1,0 +1,40 @@
+"""Options shared by several commands, and loading the model they name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from walknoise.models import LoadedModel, load_model
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``MODEL`` plus ``--arch`` and ``--trust-pickle``."""
+    f = click.option(
+        "--trust-pickle",
+        is_flag=True,
+        help="Allow a whole pickled nn.Module (unpickling runs code from the file).",
+    )(f)
+    f = click.option(
+        "--arch",
+        default=None,
+        metavar="NAME|pkg.module:factory",
+        help="Architecture for a bare state dict (or to override a checkpoint's).",
+    )(f)
+    return click.argument(
+        "model_path", metavar="MODEL", type=click.Path(path_type=Path, dir_okay=False)
+    )(f)
+
+
+def open_model(model_path: Path, arch: str | None, trust_pickle: bool) -> LoadedModel:
+    return load_model(model_path, arch=arch, trust_pickle=trust_pickle)
+
+
+def split_list(value: str | None) -> tuple[str, ...] | None:
+    """``a,b , c`` -> ``("a", "b", "c")``; empty -> None."""
+    if not value:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip()) or None

@@ -1,0 +1,124 @@
+"""``walknoise scan``: evaluate MODEL under noise at each layer, write an HDF5 results file."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from cli.options import model_options, open_model, split_list
+from walknoise.errors import WalknoiseError
+from walknoise.noise import KINDS
+from walknoise.report import midpoint_table
+from walknoise.spec import ScanSpec, parse_sigmas
+from walknoise.walk import run_spec
+
+
+@click.command()
+@model_options
+@click.option(
+    "--data",
+    default="mnist",
+    show_default=True,
+    help="'mnist' (bundled 2,000-image test split) or a .pt/.npz file with x, y.",
+)
+@click.option("--noise", type=click.Choice(KINDS), default="additive", show_default=True)
+@click.option(
+    "--ratio",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="combined noise: σ_add = σ·ratio, σ_mul = σ·(1-ratio).",
+)
+@click.option(
+    "--sigmas",
+    default="log:1e-2:1e3:31",
+    show_default=True,
+    help="'log:START:STOP:N', 'lin:START:STOP:N' or '0.1,1,10'.",
+)
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--layers",
+    "layer_names",
+    default=None,
+    help="Comma-separated names or globs (see `walknoise layers`).",
+)
+@click.option("--types", default=None, help="Comma-separated module types, e.g. Conv2d,Linear.")
+@click.option("--no-global", is_flag=True, help="Leave out the <global> entry.")
+@click.option("--relative", is_flag=True, help="Scale σ by each point's clean output std.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-batch",
+    default=16384,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most stacked samples (σ copies × batch) per forward pass.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option(
+    "-o",
+    "--output",
+    default="results.h5",
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def scan(
+    model_path: Path,
+    arch: str | None,
+    trust_pickle: bool,
+    data: str,
+    noise: str,
+    ratio: float,
+    sigmas: str,
+    repeats: int,
+    layer_names: str | None,
+    types: str | None,
+    no_global: bool,
+    relative: bool,
+    seed: int,
+    batch_size: int,
+    max_batch: int,
+    device: str,
+    output: Path,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Scan MODEL layer by layer over a σ grid; rerun the same command to resume."""
+    spec = ScanSpec(
+        sigmas=parse_sigmas(sigmas),
+        noise=noise,
+        ratio=ratio,
+        repeats=repeats,
+        layers=split_list(layer_names),
+        types=split_list(types),
+        include_global=not no_global,
+        relative=relative,
+        seed=seed,
+        batch_size=batch_size,
+        max_batch=max_batch,
+        device=device,
+    )
+    loaded = open_model(model_path, arch, trust_pickle)
+    command = " ".join(shlex.quote(a) for a in ["walknoise", *sys.argv[1:]])
+    try:
+        result = run_spec(
+            loaded.model,
+            data,
+            spec,
+            output=output,
+            overwrite=overwrite,
+            progress=not quiet,
+            command=command,
+        )
+    except KeyboardInterrupt:
+        raise WalknoiseError(
+            f"interrupted; finished layers are saved in {output}, run the "
+            "same command again to resume"
+        ) from None
+    click.echo(midpoint_table(result))
+    click.echo(f"wrote {output}")
