@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,3 +39,23 @@ def split_list(value: str | None) -> tuple[str, ...] | None:
     if not value:
         return None
     return tuple(v.strip() for v in value.split(",") if v.strip()) or None
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as the user gave it (defaults left out), rebuilt from parsed parameters."""
+    words = ["walknoise", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
+            continue
+        value = ctx.params[name]
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif param.is_flag:  # type: ignore[attr-defined]
+            words.append(param.opts[0])
+        else:
+            words += [
+                param.opts[-1] if param.opts[-1].startswith("--") else param.opts[0],
+                str(value),
+            ]
+    return shlex.join(words)

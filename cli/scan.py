@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from cli.options import model_options, open_model, split_list
-from walknoise.errors import WalknoiseError
+from cli.options import command_line, model_options, open_model, split_list
 from walknoise.noise import KINDS
 from walknoise.report import midpoint_table
 from walknoise.spec import ScanSpec, parse_sigmas
-from walknoise.walk import run_spec
+from walknoise.walk import resolve_device, run_spec
 
 
 @click.command()
@@ -103,8 +101,9 @@ def scan(
         max_batch=max_batch,
         device=device,
     )
+    resolve_device(device)  # fail before the slow part
     loaded = open_model(model_path, arch, trust_pickle)
-    command = " ".join(shlex.quote(a) for a in ["walknoise", *sys.argv[1:]])
+    command = command_line(click.get_current_context())
     try:
         result = run_spec(
             loaded.model,
@@ -116,9 +115,11 @@ def scan(
             command=command,
         )
     except KeyboardInterrupt:
-        raise WalknoiseError(
-            f"interrupted; finished layers are saved in {output}, run the "
-            "same command again to resume"
-        ) from None
+        click.echo(
+            f"interrupted: finished layers are saved in {output}; run the same command "
+            "again to resume",
+            err=True,
+        )
+        sys.exit(130)
     click.echo(midpoint_table(result))
     click.echo(f"wrote {output}")

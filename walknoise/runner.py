@@ -77,8 +77,9 @@ def clean_pass(
         with torch.inference_mode():
             for xb, yb in batches(x, y, batch_size):
                 logits = model(xb)
-                classes = int(logits.shape[-1])
                 if stats is None:
+                    classes = int(logits.shape[-1])
+                    _check_labels(y, classes)
                     stats = BatchStats.zeros(1, x.device)
                 c, loss, fin = score(logits.unsqueeze(0), yb)
                 stats.correct += c
@@ -89,13 +90,16 @@ def clean_pass(
         for h in handles:
             h.remove()
     assert stats is not None
+    std = {p: _std(s) for p, s in sums.items()}
+    return Clean(float(stats.accuracy()[0]), float(stats.mean_loss()[0]), classes, std)
+
+
+def _check_labels(y: torch.Tensor, classes: int) -> None:
     if int(y.max()) >= classes:
         raise WalknoiseError(
             f"labels go up to {int(y.max())} but the model has {classes} outputs; "
             "pass data whose labels are 0..classes-1"
         )
-    std = {p: _std(s) for p, s in sums.items()}
-    return Clean(float(stats.accuracy()[0]), float(stats.mean_loss()[0]), classes, std)
 
 
 def _std(s: torch.Tensor) -> float:

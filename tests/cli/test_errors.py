@@ -1,0 +1,142 @@
+"""Every user mistake: one line on stderr, exit code 2, no traceback, no file touched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import walknoise
+from tests.cli.conftest import assert_user_error, invoke
+
+FAST = ("--sigmas", "0.1,1", "--repeats", "1", "--quiet")
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    assert_user_error(invoke("scan", tmp_path / "nope.pt", *FAST), "no such model file")
+
+
+def test_corrupt_checkpoint(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "cut.pt"
+    bad.write_bytes(mlp_checkpoint.read_bytes()[:200])
+    assert_user_error(invoke("scan", bad, *FAST), "cannot read model file")
+
+
+def test_pickled_module_needs_trust(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), path)
+    assert_user_error(invoke("scan", path, *FAST), "--trust-pickle")
+    ok = invoke("scan", path, "--trust-pickle", *FAST, "-o", tmp_path / "r.h5")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_bare_state_dict_needs_arch(tmp_path: Path) -> None:
+    path = tmp_path / "sd.pt"
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).state_dict(), path)
+    assert_user_error(invoke("scan", path, *FAST), "--arch")
+
+
+def test_input_shape_that_does_not_fit(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "small.npz"
+    np.savez(data, x=np.zeros((20, 3, 8, 8), np.float32), y=np.zeros(20, np.int64))
+    assert_user_error(
+        invoke("scan", mlp_checkpoint, "--data", data, *FAST), "does not accept inputs of shape"
+    )
+
+
+def test_data_file_wrong_key(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.npz"
+    np.savez(data, images=np.zeros((20, 1, 28, 28), np.float32), y=np.zeros(20, np.int64))
+    assert_user_error(invoke("scan", mlp_checkpoint, "--data", data, *FAST), "x")
+
+
+def test_labels_beyond_model_outputs(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((20, 1, 28, 28), np.float32), y=np.full(20, 12, np.int64))
+    assert_user_error(invoke("scan", mlp_checkpoint, "--data", data, *FAST), "labels go up to")
+
+
+@pytest.mark.parametrize("spec", ["log:1e3:1e-2:5", "nan", "0,1", "-1,2", "log:1:2"])
+def test_bad_sigmas(mlp_checkpoint: Path, spec: str) -> None:
+    assert_user_error(invoke("scan", mlp_checkpoint, "--sigmas", spec), "σ")
+
+
+def test_layer_glob_matching_nothing(mlp_checkpoint: Path) -> None:
+    assert_user_error(
+        invoke("scan", mlp_checkpoint, "--layers", "conv*", *FAST), "matches no injection point"
+    )
+
+
+def test_cuda_absent() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert_user_error(invoke("scan", "x.pt", "--device", "cuda", *FAST), "no CUDA GPU")
+
+
+def test_other_config_on_existing_file(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.h5"
+    assert invoke("scan", mlp_checkpoint, *FAST, "-o", out).exit_code == 0
+    before = out.read_bytes()
+    assert_user_error(
+        invoke("scan", mlp_checkpoint, "--sigmas", "0.1,1,10", "--repeats", "1", "-o", out),
+        "--overwrite",
+    )
+    assert out.read_bytes() == before
+
+
+def test_foreign_results_file_is_not_touched(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "foreign.h5"
+    out.write_bytes(b"not hdf5 at all")
+    assert_user_error(invoke("scan", mlp_checkpoint, *FAST, "-o", out), "--overwrite")
+    assert out.read_bytes() == b"not hdf5 at all"
+    assert_user_error(invoke("plot", "heatmap", out), "--overwrite")
+
+
+def test_plot_missing_results(tmp_path: Path) -> None:
+    assert_user_error(invoke("plot", "curves", tmp_path / "none.h5"), "no such results file")
+
+
+def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.h5"
+    args = [
+        sys.executable,
+        "-m",
+        "cli",
+        "scan",
+        str(mlp_checkpoint),
+        "--sigmas",
+        "log:1e-2:1e3:41",
+        "--repeats",
+        "8",
+        "-o",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the first finished layer, then interrupt
+        if out.exists() and walknoise.load(out).dataset["layer_done"].values.any():
+            break
+        time.sleep(0.1)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.time() - sent < 5
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        f"interrupted: finished layers are saved in {out}; run the same command again to resume"
+    ]
+    partial = walknoise.load(out)
+    done = partial.dataset["layer_done"].values
+    assert done.any() and not done.all()
+    finished = subprocess.run(args, capture_output=True, text=True, env=os.environ, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert walknoise.load(out).complete
