@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,6 +16,9 @@ from tqdm import tqdm
 from walknoise.errors import WalknoiseError
 
 SCHEDULES = ("cosine", "constant")
+
+LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
+StepHook = Callable[[nn.Module, int, float], None]
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,14 @@ def train_model(
     y_test: Tensor | None = None,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    loss_fn: LossFn | None = None,
+    on_step: StepHook | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place on ``device`` and return its metrics.
+
+    ``loss_fn(model, xb, yb) -> (loss, logits)`` replaces plain cross-entropy (e.g. a loss
+    averaged over noise draws); ``on_step(model, step, loss)`` runs after every optimiser
+    step (e.g. weight clamping, or recording a trajectory).
 
     The result holds ``train_loss`` and ``train_accuracy`` (running values over the last
     epoch), ``test_loss``/``test_accuracy`` when a test set is given, ``seconds``, ``steps``
@@ -145,7 +154,7 @@ def train_model(
     # A private generator makes the data order depend on config.seed alone.
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum, correct, seen, step = 0.0, 0, 0, 0
     model.train()
     with tqdm(total=total_steps, desc="train", unit="step", disable=not progress) as bar:
         for epoch in range(1, config.epochs + 1):
@@ -155,13 +164,19 @@ def train_model(
                 idx = order[start : start + config.batch_size]
                 xb = x[idx].to(dev)
                 yb = y[idx].to(dev, torch.long)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                step += 1
+                if loss_fn is None:
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, yb)
+                else:
+                    loss, logits = loss_fn(model, xb, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+                if on_step is not None:
+                    on_step(model, step, float(loss.detach()))
                 loss_sum += float(loss.detach()) * len(idx)
                 correct += int((logits.detach().argmax(dim=1) == yb).sum())
                 seen += len(idx)
