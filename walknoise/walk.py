@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from walknoise.data import TensorData, resolve_data
 from walknoise.errors import WalknoiseError
 from walknoise.metrics import layer_midpoint
 from walknoise.noise import make_noise
-from walknoise.points import discover, select
+from walknoise.points import Point, discover, select
 from walknoise.result import Result
 from walknoise.runner import Clean, LayerCells, LayerRunner, clean_pass, entries
 from walknoise.spec import ScanSpec, parse_sigmas
@@ -105,9 +106,8 @@ def run_spec(
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     model = model.to(device).eval()
     x, y = td.x.to(device=device, dtype=dtype), td.y.to(device)
-    chosen = [
-        p.name for p in select(discover(model, td.input_shape, device), spec.layers, spec.types)
-    ]
+    found = discover(model, td.input_shape, device)
+    chosen = [p.name for p in select(found, spec.layers, spec.types)]
     clean = clean_pass(model, x, y, chosen, spec.batch_size)
     axis = entries(chosen, spec.include_global)
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
@@ -136,6 +136,7 @@ def run_spec(
         spec.sigmas,
         batch_size=spec.batch_size,
         max_batch=spec.max_batch,
+        widths=widest_after(found),
     )
     todo = [i for i, done in enumerate(ds["layer_done"].values) if not done]
     total = len(todo) * spec.repeats * len(spec.sigmas)
@@ -154,6 +155,15 @@ def run_spec(
                 ds[name][i] = value
             ds["layer_done"][i] = 1
     return Result(ds)
+
+
+def widest_after(points: Sequence[Point]) -> dict[str, int]:
+    """Per point, the largest per-sample activation from it to the output (forward order)."""
+    widest, out = 1, {}
+    for p in reversed(points):
+        widest = max(widest, math.prod(p.shape))
+        out[p.name] = widest
+    return out
 
 
 def _layer_values(cells: LayerCells, spec: ScanSpec, clean: Clean, scale: float) -> dict[str, Any]:
