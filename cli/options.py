@@ -59,3 +59,42 @@ def command_line(ctx: click.Context) -> str:
                 str(value),
             ]
     return shlex.join(words)
+
+
+def train_phase_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--phase`` and the settings of the train phase (defaults: the checkpoint's)."""
+    options = [
+        click.option(
+            "--phase",
+            type=click.Choice(["eval", "train", "both"]),
+            default="eval",
+            show_default=True,
+            help="eval: walk MODEL; train: train a fresh model per cell under the "
+            "noise; both: the two.",
+        ),
+        click.option(
+            "--epochs",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Train phase: epochs (default: the checkpoint's).",
+        ),
+        click.option("--lr", type=float, default=None, help="Train phase: Adam learning rate."),
+        click.option(
+            "--train-batch-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Train phase: batch size.",
+        ),
+        click.option(
+            "--clamp-weights",
+            type=float,
+            default=None,
+            help="Train phase: clamp weights to [-C, C] after each step.",
+        ),
+        click.option(
+            "--train-data", default=None, help="Train phase: training data (default: mnist:train)."
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from cli.options import command_line, model_options, open_model, split_list
+from cli.interrupt import stop_promptly
+from cli.options import (
+    command_line,
+    model_options,
+    open_model,
+    split_list,
+    train_phase_options,
+)
 from walknoise.noise import KINDS
 from walknoise.report import midpoint_table
 from walknoise.spec import ScanSpec, parse_sigmas
+from walknoise.trainphase import train_phase_spec
 from walknoise.walk import resolve_device, run_spec
 
 
@@ -65,6 +73,7 @@ from walknoise.walk import resolve_device, run_spec
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@train_phase_options
 def scan(
     model_path: Path,
     arch: str | None,
@@ -85,8 +94,11 @@ def scan(
     output: Path,
     overwrite: bool,
     quiet: bool,
+    **train_opts: Any,
 ) -> None:
     """Scan MODEL layer by layer over a σ grid; rerun the same command to resume."""
+    resolve_device(device)  # fail before the slow part
+    loaded = open_model(model_path, arch, trust_pickle)
     spec = ScanSpec(
         sigmas=parse_sigmas(sigmas),
         noise=noise,
@@ -100,11 +112,13 @@ def scan(
         batch_size=batch_size,
         max_batch=max_batch,
         device=device,
+        **train_phase_spec(loaded.meta, **train_opts),
     )
-    resolve_device(device)  # fail before the slow part
-    loaded = open_model(model_path, arch, trust_pickle)
     command = command_line(click.get_current_context())
-    try:
+    stopped = (
+        f"interrupted: finished layers are saved in {output}; run the same command again to resume"
+    )
+    with stop_promptly(stopped):
         result = run_spec(
             loaded.model,
             data,
@@ -114,12 +128,5 @@ def scan(
             progress=not quiet,
             command=command,
         )
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted: finished layers are saved in {output}; run the same command "
-            "again to resume",
-            err=True,
-        )
-        sys.exit(130)
     click.echo(midpoint_table(result))
     click.echo(f"wrote {output}")

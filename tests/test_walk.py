@@ -10,7 +10,7 @@ from torch import nn
 
 import walknoise
 from tests.conftest import Residual, fit, learnable_data, tiny_mlp
-from walknoise import runner
+from walknoise import runner, walk
 from walknoise.errors import WalknoiseError
 from walknoise.inject import cell_seed
 
@@ -111,15 +111,15 @@ def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, mon
         trained_mlp, data, sigmas=SIGMAS, repeats=2, output=tmp_path / "full.h5", progress=False
     )
     calls = {"n": 0}
-    original = runner.LayerRunner.run
+    original = walk._eval_layer
 
-    def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner.LayerRunner, "run", flaky)
+    monkeypatch.setattr(walk, "_eval_layer", flaky)
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
         walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False)

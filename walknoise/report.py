@@ -13,10 +13,15 @@ def _sig(value: float) -> str:
 
 
 def midpoint_table(result: Result) -> str:
-    """Each layer's midpoint noise level, its bootstrap interval and module type."""
-    table = result.midpoints()
+    """Each layer's midpoint noise level, its bootstrap interval and module type (per phase)."""
+    return "\n\n".join(_phase_table(result, phase) for phase in result.phases)
+
+
+def _phase_table(result: Result, phase: str) -> str:
+    table = result.midpoints(phase)
     sigma_max, sigma_min = result.sigmas.max(), result.sigmas.min()
-    rows = [("layer", "type", "midpoint σ", "95% interval")]
+    title = "midpoint σ" if phase == "eval" else "midpoint σ (noise-trained)"
+    rows = [("layer", "type", title, "95% interval")]
     for layer, row in table.iterrows():
         if not row["done"]:
             mid, interval = "(not computed)", ""

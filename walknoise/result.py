@@ -45,18 +45,28 @@ class Result:
         """Whether every layer of the grid has been computed."""
         return bool(self.dataset["layer_done"].values.all())
 
-    def midpoints(self) -> pd.DataFrame:
-        """One row per layer: midpoint σ, its status, bootstrap interval and module type."""
+    @property
+    def phases(self) -> list[str]:
+        """The phases this file holds: ``eval``, ``train`` or both."""
+        phase = str(self.dataset.attrs.get("phase", "eval"))
+        return ["eval", "train"] if phase == "both" else [phase]
+
+    def midpoints(self, phase: str | None = None) -> pd.DataFrame:
+        """One row per layer: midpoint σ, its status, bootstrap interval and module type.
+
+        ``phase="train"`` gives the midpoints of the noise-trained models.
+        """
         ds = self.dataset
+        pre = "trained_" if (phase or self.phases[0]) == "train" else ""
         return pd.DataFrame(
             {
                 "type": ds["layer_type"].values,
-                "midpoint": ds["midpoint"].values,
-                "reached": ds["midpoint_status"].values == 1,
-                "status": ds["midpoint_status"].values,
-                "low": ds["midpoint_low"].values,
-                "high": ds["midpoint_high"].values,
-                "done": ds["layer_done"].values.astype(bool),
+                "midpoint": ds[pre + "midpoint"].values,
+                "reached": ds[pre + "midpoint_status"].values == 1,
+                "status": ds[pre + "midpoint_status"].values,
+                "low": ds[pre + "midpoint_low"].values,
+                "high": ds[pre + "midpoint_high"].values,
+                "done": ds[pre + "layer_done"].values.astype(bool),
             },
             index=pd.Index(self.layers, name="layer"),
         )

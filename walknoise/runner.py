@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from walknoise.errors import WalknoiseError
 from walknoise.inject import Fanout, cell_seed, hooks, make_generator
@@ -33,16 +31,6 @@ class Clean:
     num_classes: int
     output_std: dict[str, float]
     """Std of each point's clean output (over all samples and elements), for relative σ."""
-
-
-@dataclass(frozen=True)
-class LayerCells:
-    """Every cell of one scan entry (a point or ``<global>``): arrays of shape (σ, repeat)."""
-
-    layer: str
-    accuracy: np.ndarray
-    loss: np.ndarray
-    nonfinite_fraction: np.ndarray
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterable[tuple[torch.Tensor, ...]]:
@@ -139,26 +127,6 @@ class LayerRunner:
         width = max((self.widths.get(p, 1) for p in points), default=1)
         return max(1, min(self.max_batch // batch, ELEMENT_BUDGET // (batch * width)))
 
-    def run(
-        self,
-        layer: str,
-        points: Sequence[str],
-        scales: Sequence[float],
-        seed: int,
-        repeats: int,
-        progress: tqdm[Any] | None = None,
-    ) -> LayerCells:
-        acc, loss, nonfin = (np.full((len(self.sigmas), repeats), np.nan) for _ in range(3))
-        fanout_ok: bool | None = None
-        for r in range(repeats):
-            gen = make_generator(cell_seed(seed, layer, r), self.x.device)
-            stats, fanout_ok = self._repeat(points, scales, gen, fanout_ok)
-            acc[:, r], loss[:, r] = stats.accuracy(), stats.mean_loss()
-            nonfin[:, r] = stats.nonfinite_fraction()
-            if progress is not None:
-                progress.update(len(self.sigmas))
-        return LayerCells(layer, acc, loss, nonfin)
-
     def run_repeat(
         self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int, repeat: int
     ) -> BatchStats:
@@ -221,4 +189,5 @@ class LayerRunner:
 
 def entries(points: Sequence[str], include_global: bool) -> list[str]:
     """The scan's layer axis: each point, then ``<global>``."""
-    return [*points, GLOBAL] if include_global and points else list(points)
+    # with one point, noise "everywhere" is that point: nothing new to compute
+    return [*points, GLOBAL] if include_global and len(points) > 1 else list(points)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +15,11 @@ from walknoise.noise import KINDS, Combined
 # Fields that change how fast a scan runs but not a single number in it; a resumed scan may
 # change them freely.
 RUNTIME_FIELDS = ("device", "max_batch")
+PHASES = ("eval", "train", "both")
+# Most (σ, repeat) cells per layer: past it the preallocated grid alone needs gigabytes (and
+# the scan would run for years), so it is refused up front instead of dying in MemoryError.
+MAX_CELLS = 1_000_000
+INT64 = 2**63
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,16 @@ class ScanSpec:
     """Most stacked samples (σ copies × batch) in one forward pass: the memory budget."""
     device: str = "cpu"
     """``cpu``, ``cuda`` or ``auto``."""
+    phase: str = "eval"
+    """``eval``: walk the given model; ``train``: train a fresh model per cell with the noise
+    present in training and evaluation; ``both``: the two, eval cells on the clean models."""
+    train: dict[str, Any] | None = None
+    """Train-phase settings (``TrainConfig`` fields: epochs, lr, batch_size, schedule,
+    weight_decay); missing ones take the checkpoint's or the defaults."""
+    clamp: float | None = None
+    """Train phase: clamp every weight to [-clamp, clamp] after each step (growth control)."""
+    train_data: str | None = None
+    """Train phase: the training data (default ``mnist:train``)."""
     extra: dict[str, object] = field(default_factory=dict)
     """Free-form context recorded with the config (e.g. the data name)."""
 
@@ -53,9 +69,20 @@ class ScanSpec:
             raise WalknoiseError(f"unknown noise kind {self.noise!r}; choose one of {KINDS}")
         if self.noise == "combined":
             Combined(self.ratio)  # validates the ratio
+        if self.phase not in PHASES:
+            raise WalknoiseError(f"unknown phase {self.phase!r}; choose one of {PHASES}")
+        if self.clamp is not None and not self.clamp > 0:
+            raise WalknoiseError(f"--clamp-weights must be positive, got {self.clamp}")
         for name in ("repeats", "batch_size", "max_batch"):
             if getattr(self, name) < 1:
                 raise WalknoiseError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if len(self.sigmas) * self.repeats > MAX_CELLS:
+            raise WalknoiseError(
+                f"{len(self.sigmas)} σ values × {self.repeats} repeats is more than "
+                f"{MAX_CELLS:,} cells per layer; use fewer σ values or repeats"
+            )
+        if not -INT64 <= self.seed < INT64:  # the results file stores it as int64
+            raise WalknoiseError(f"seed {self.seed} does not fit in 64 bits; use a smaller seed")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -99,6 +126,8 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
         if text.startswith(("log:", "lin:")):
             kind, a, b, n = text.split(":")
             start, stop, num = float(a), float(b), int(n)
+            if num > MAX_CELLS:  # before numpy tries to allocate it
+                raise WalknoiseError(f"σ range {text!r} asks for {num:,} values; use fewer")
             if num < 1 or (not start < stop and num > 1):
                 raise WalknoiseError(
                     f"σ range {text!r} needs START < STOP and N >= 1, e.g. 'log:1e-2:1e3:31'"

@@ -12,11 +12,15 @@ to a few megabytes), so the copy costs little next to a layer's compute.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,13 @@ import numpy as np
 import xarray as xr
 
 from walknoise.errors import WalknoiseError
+from walknoise.train_schema import TRAIN_COORDS, TRAIN_INT_VARS, TRAIN_VARIABLES
 
 FORMAT = "walknoise-results"
 FORMAT_VERSION = 1
 STR = h5py.string_dtype("utf-8")
+WRITING = threading.Lock()
+"""Held while a results file is replaced; a hard stop (``cli.interrupt``) waits for it."""
 
 # name -> (dims, long_name, units); the single source of the file's variables.
 VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -64,17 +71,36 @@ COORDS = {
 }
 
 
-def create(
-    path: Path, coords: Mapping[str, Any], layer_type: list[str], attrs: Mapping[str, Any]
-) -> None:
-    """Write a new file with the full grid preallocated (NaN, nothing done)."""
+ALL_VARIABLES = {**VARIABLES, **TRAIN_VARIABLES}
+ALL_INT_VARS = INT_VARS | TRAIN_INT_VARS
+ALL_COORDS = {**COORDS, **TRAIN_COORDS}
+STRING_COORDS = ("layer", "param_layer")
+
+
+def empty_arrays(coords: Mapping[str, Any], names: Iterable[str]) -> dict[str, np.ndarray]:
+    """Preallocated variables: NaN for numbers, 0 for flags (nothing done)."""
     shape = {k: len(v) for k, v in coords.items()}
-    data: dict[str, np.ndarray] = {}
-    for name, (dims, _, _) in VARIABLES.items():
-        fill = 0 if name in INT_VARS else np.nan
-        data[name] = np.full(
-            [shape[d] for d in dims], fill, dtype=np.int8 if name in INT_VARS else np.float64
+    out = {}
+    for name in names:
+        dims = ALL_VARIABLES[name][0]
+        integer = name in ALL_INT_VARS
+        out[name] = np.full(
+            [shape[d] for d in dims],
+            0 if integer else np.nan,
+            dtype=np.int8 if integer else np.float64,
         )
+    return out
+
+
+def create(
+    path: Path,
+    coords: Mapping[str, Any],
+    layer_type: list[str],
+    attrs: Mapping[str, Any],
+    names: Iterable[str] = tuple(VARIABLES),
+) -> None:
+    """Write a new file with the grid of ``names`` preallocated (NaN, nothing done)."""
+    data = empty_arrays(coords, names)
     _atomic(path, lambda f: _write_all(f, coords, layer_type, data, attrs), new=True)
 
 
@@ -85,20 +111,21 @@ def _write_all(
     data: Mapping[str, np.ndarray],
     attrs: Mapping[str, Any],
 ) -> None:
-    f.create_dataset("layer", data=np.array(coords["layer"], dtype=object), dtype=STR)
-    f.create_dataset("sigma", data=np.asarray(coords["sigma"], dtype=np.float64))
-    f.create_dataset("repeat", data=np.asarray(coords["repeat"], dtype=np.int64))
-    for name, (long_name, units) in COORDS.items():
+    for name, values in coords.items():
+        if name in STRING_COORDS:
+            f.create_dataset(name, data=np.array(values, dtype=object), dtype=STR)
+        else:
+            kind = np.float64 if name == "sigma" else np.int64
+            f.create_dataset(name, data=np.asarray(values, dtype=kind))
         f[name].make_scale(name)
-        f[name].attrs["long_name"] = long_name
-        f[name].attrs["units"] = units
+        f[name].attrs["long_name"], f[name].attrs["units"] = ALL_COORDS[name]
     ltype = f.create_dataset("layer_type", data=np.array(layer_type, dtype=object), dtype=STR)
     ltype.dims[0].attach_scale(f["layer"])
     ltype.attrs["long_name"] = "module class of the injection point"
-    for name, (dims, long_name, units) in VARIABLES.items():
-        arr = data[name]
+    for name, arr in data.items():
+        dims, long_name, units = ALL_VARIABLES[name]
         ds = f.create_dataset(name, data=arr)
-        if name not in INT_VARS:  # flags use every value; only floats have a "missing"
+        if name not in ALL_INT_VARS:  # flags use every value; only floats have a "missing"
             ds.attrs["_FillValue"] = np.float64(np.nan)
         ds.attrs["long_name"] = long_name
         ds.attrs["units"] = units
@@ -108,13 +135,22 @@ def _write_all(
         f.attrs[key] = value
 
 
-def write_layer(path: Path, index: int, values: Mapping[str, Any]) -> None:
-    """Store every variable of one finished layer and mark it done, atomically."""
+def write_layer(
+    path: Path,
+    index: int,
+    values: Mapping[str, Any],
+    done: str = "layer_done",
+    whole: Mapping[str, Any] | None = None,
+) -> None:
+    """Store one finished layer (``whole``: variables without a layer axis) and set its
+    ``done`` flag, atomically."""
 
     def update(f: h5py.File) -> None:
         for name, value in values.items():
             f[name][index, ...] = value
-        f["layer_done"][index] = 1
+        for name, value in (whole or {}).items():
+            f[name][...] = value
+        f[done][index] = 1
 
     _atomic(path, update)
 
@@ -129,17 +165,18 @@ def read_header(path: Path) -> dict[str, Any]:
                     f"{path} is not a walknoise results file; choose another -o path "
                     "(or pass --overwrite to replace it)"
                 )
-            if int(attrs.get("format_version", 0)) != FORMAT_VERSION:
+            if attrs.get("format_version") != FORMAT_VERSION:
                 raise WalknoiseError(
-                    f"{path} has results format version {attrs.get('format_version')}, this "
+                    f"{path} has results format version {attrs.get('format_version')!r}, this "
                     f"walknoise reads version {FORMAT_VERSION}; rerun with --overwrite"
                 )
+            _check_layout(path, f)
             attrs["layer_done"] = f["layer_done"][...].astype(bool)
             attrs["layer"] = [_decode(v) for v in f["layer"][...]]
             return attrs
     except OSError as err:
         raise WalknoiseError(
-            f"cannot read {path} as HDF5 ({err}); it is not a results "
+            f"cannot read {path} as HDF5 ({' '.join(str(err).split())[:200]}); it is not a results "
             "file or it is damaged; pass --overwrite to replace it"
         ) from None
 
@@ -149,13 +186,14 @@ def read(path: Path) -> xr.Dataset:
     header = read_header(path)
     with h5py.File(path, "r") as f:
         coords = {
-            "layer": header["layer"],
-            "sigma": f["sigma"][...],
-            "repeat": f["repeat"][...],
+            name: [_decode(v) for v in f[name][...]] if name in STRING_COORDS else f[name][...]
+            for name in ALL_COORDS
+            if name in f
         }
         variables = {
             name: (dims, f[name][...], {"long_name": long_name, "units": units})
-            for name, (dims, long_name, units) in VARIABLES.items()
+            for name, (dims, long_name, units) in ALL_VARIABLES.items()
+            if name in f
         }
         variables["layer_type"] = (
             ("layer",),
@@ -168,8 +206,8 @@ def read(path: Path) -> xr.Dataset:
 
 def save(path: Path, ds: xr.Dataset) -> None:
     """Write a complete dataset (e.g. a ``Result`` built in memory) as a results file."""
-    coords = {k: ds[k].values.tolist() for k in ("layer", "sigma", "repeat")}
-    data = {name: ds[name].values for name in VARIABLES}
+    coords = {k: ds[k].values.tolist() for k in ALL_COORDS if k in ds.coords}
+    data = {name: ds[name].values for name in ALL_VARIABLES if name in ds}
     attrs = dict(ds.attrs)
     _atomic(
         path, lambda f: _write_all(f, coords, list(ds["layer_type"].values), data, attrs), new=True
@@ -191,27 +229,92 @@ def _atomic(path: Path, edit: Any, *, new: bool = False) -> None:
         raise WalknoiseError(
             f"directory {path.parent} does not exist; create it or choose another output path"
         )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if not new:
-            shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "w" if new else "r+") as f:
-            edit(f)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with WRITING, _interrupt_held():
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if not new:
+                shutil.copyfile(path, tmp)
+            with h5py.File(tmp, "w" if new else "r+") as f:
+                edit(f)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)  # so the rename itself survives a power cut
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def config_of(header: Mapping[str, Any]) -> dict[str, Any]:
     """The scan identity stored in a file's ``config`` attribute, parsed as JSON."""
     try:
-        cfg: dict[str, Any] = json.loads(header["config"])["identity"]
-        return cfg
+        cfg = json.loads(header["config"])["identity"]
     except (KeyError, TypeError, ValueError):
+        cfg = None
+    if not isinstance(cfg, dict):
         raise WalknoiseError(
             "the results file has no readable config; pass --overwrite to replace it"
-        ) from None
+        )
+    return cfg
+
+
+def _check_layout(path: Path, f: h5py.File) -> None:
+    """Every scan variable present with the shape its dimensions give, else one clear error.
+
+    A file that says it is ours may still be cut short or edited by hand; without this the
+    reader fails later with a KeyError or a shape mismatch deep inside xarray.
+    """
+    sizes: dict[str, int] = {}
+    for name in COORDS:
+        ds = f.get(name)
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+            raise _damaged(path, f"no 1-D coordinate {name!r}")
+        sizes[name] = ds.shape[0]
+    wanted = {**{n: dims for n, (dims, _, _) in VARIABLES.items()}, "layer_type": ("layer",)}
+    for name, dims in wanted.items():
+        ds = f.get(name)
+        shape = tuple(sizes[d] for d in dims)
+        if not isinstance(ds, h5py.Dataset) or ds.shape != shape:
+            found = "missing" if ds is None else f"shape {getattr(ds, 'shape', '?')}"
+            raise _damaged(path, f"variable {name!r} is {found}, expected shape {shape}")
+
+
+def _damaged(path: Path, why: str) -> WalknoiseError:
+    return WalknoiseError(
+        f"{path} is a damaged walknoise results file ({why}); pass --overwrite to replace "
+        "it, or choose another path"
+    )
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a directory; the rename is atomic anyway
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _interrupt_held() -> Iterator[None]:
+    """Hold Ctrl-C back until the block ends: an update takes milliseconds and carries a
+    finished layer, which a KeyboardInterrupt halfway would throw away."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Copies that ``_atomic`` leaves behind when its process is killed mid-update."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))

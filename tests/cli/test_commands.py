@@ -125,3 +125,36 @@ def test_state_dict_with_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     )
     assert result.exit_code == 0, result.output
     assert walknoise.load(tmp_path / "r.h5").layers == ["<input>", "1", "<global>"]
+
+
+def test_train_phase_writes_accuracy_and_every_weight_stat(
+    mlp_checkpoint: Path, tmp_path: Path
+) -> None:
+    from walknoise.train_schema import TRAIN_VARIABLES
+
+    out = tmp_path / "t.h5"
+    result = invoke(
+        "scan",
+        mlp_checkpoint,
+        "--phase",
+        "train",
+        "--layers",
+        "fc1",
+        "--sigmas",
+        "log:1e-1:1e1:3",
+        "--repeats",
+        "2",
+        "--epochs",
+        "1",
+        "-o",
+        out,
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert "noise-trained" in result.output
+    ds = walknoise.load(out).dataset
+    assert ds.attrs["phase"] == "train"
+    assert list(ds["param_layer"].values) == ["fc1", "fc2", "fc3", "fc4"]
+    for name in TRAIN_VARIABLES:
+        assert np.isfinite(ds[name].values).all(), name
+    assert np.isnan(ds["accuracy"].values).all()  # no eval-only cells in --phase train
