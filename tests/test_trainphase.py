@@ -8,7 +8,7 @@ from torch import nn
 from tests.conftest import learnable_data, tiny_mlp
 from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
-from walknoise.noise import Multiplicative, Noise
+from walknoise.noise import Additive, Multiplicative, Noise
 from walknoise.runner import LayerRunner
 from walknoise.training import TrainConfig
 from walknoise.trainphase import TrainPhase, fresh, train, train_phase_spec
