@@ -8,30 +8,38 @@ from typing import Any
 
 import click
 
-from walknoise import plots
-from walknoise.result import load
+from walknoise import plots, weight_plots
+from walknoise.errors import WalknoiseError
+from walknoise.result import Result, load
 
 RESULTS = click.Path(path_type=Path, dir_okay=False)
 
 
-def _figure_command(name: str, draw: Callable[[Any], Any], helptext: str) -> click.Command:
-    @click.command(name=name, help=helptext)
-    @click.argument("results", type=RESULTS)
-    @click.option(
+def _output(name: str) -> Callable[..., Any]:
+    return click.option(
         "-o",
         "--output",
         type=click.Path(path_type=Path, dir_okay=False),
         default=None,
         help=f"Image to write (default: {name}.png).",
     )
-    def command(results: Path, output: Path | None) -> None:
-        if not results.exists():
-            from walknoise.errors import WalknoiseError
 
-            raise WalknoiseError(
-                f"no such results file: {results} (run `walknoise scan` first, or check the path)"
-            )
-        path = plots.save_figure(draw(load(results)), output or Path(f"{name}.png"))
+
+def _scan_figure(name: str, draw: Callable[[Any], Any], helptext: str) -> click.Command:
+    @click.command(name=name, help=helptext)
+    @click.argument("results", type=RESULTS)
+    @_output(name)
+    @click.option(
+        "--phase",
+        type=click.Choice(["eval", "train"]),
+        default=None,
+        help="Which phase to draw (default: the file's last).",
+    )
+    def command(results: Path, output: Path | None, phase: str | None) -> None:
+        result = load(results)
+        path = plots.save_figure(
+            draw(result.for_phase(phase or result.phases[-1])), output or Path(f"{name}.png")
+        )
         click.echo(f"wrote {path}")
 
     return command
@@ -39,17 +47,52 @@ def _figure_command(name: str, draw: Callable[[Any], Any], helptext: str) -> cli
 
 @click.group()
 def plot() -> None:
-    """Draw a results file: heatmap, curves or midpoints."""
+    """Draw a results file: heatmap, curves, midpoints, weights or histogram."""
 
 
 plot.add_command(
-    _figure_command(
-        "heatmap", plots.heatmap, "Layers × log σ coloured by accuracy, midpoints marked."
-    )
+    _scan_figure("heatmap", plots.heatmap, "Layers × log σ coloured by accuracy, midpoints marked.")
 )
 plot.add_command(
-    _figure_command("curves", plots.curves, "Accuracy vs σ per layer with the spread over repeats.")
+    _scan_figure("curves", plots.curves, "Accuracy vs σ per layer with the spread over repeats.")
 )
 plot.add_command(
-    _figure_command("midpoints", plots.midpoints, "One bar per layer: its midpoint noise level.")
+    _scan_figure("midpoints", plots.midpoints, "One bar per layer: its midpoint noise level.")
 )
+
+
+@plot.command()
+@click.argument("results", type=RESULTS)
+@_output("weights")
+def weights(results: Path, output: Path | None) -> None:
+    """Train phase: weight growth and kurtosis heatmaps, layer × σ."""
+    path = plots.save_figure(weight_plots.weights(load(results)), output or Path("weights.png"))
+    click.echo(f"wrote {path}")
+
+
+@plot.command()
+@click.argument("results", type=RESULTS)
+@click.option(
+    "--cell",
+    required=True,
+    metavar="layer=NAME,sigma=S[,repeat=R]",
+    help="The train-phase cell to draw (σ: the nearest grid value).",
+)
+@_output("histogram")
+def histogram(results: Path, cell: str, output: Path | None) -> None:
+    """Train phase: one cell's weight histograms against the clean model's."""
+    layer, sigma, repeat = parse_cell(cell)
+    result: Result = load(results)
+    fig = weight_plots.histogram(result, layer, sigma, repeat)
+    click.echo(f"wrote {plots.save_figure(fig, output or Path('histogram.png'))}")
+
+
+def parse_cell(text: str) -> tuple[str, float, int]:
+    """``layer=conv1,sigma=0.1,repeat=0`` -> ``("conv1", 0.1, 0)``."""
+    try:
+        fields = dict(part.split("=", 1) for part in text.split(","))
+        return fields["layer"], float(fields["sigma"]), int(fields.get("repeat", 0))
+    except (KeyError, ValueError):
+        raise WalknoiseError(
+            f"cannot read --cell {text!r}; write it as layer=NAME,sigma=S[,repeat=R]"
+        ) from None

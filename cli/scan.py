@@ -53,6 +53,18 @@ from walknoise.walk import resolve_device, run_spec
 )
 @click.option("--types", default=None, help="Comma-separated module types, e.g. Conv2d,Linear.")
 @click.option("--no-global", is_flag=True, help="Leave out the <global> entry.")
+@click.option(
+    "--midpoint-search",
+    is_flag=True,
+    help="Find each midpoint by adaptive search in [σ_min, σ_max] instead of the full grid.",
+)
+@click.option(
+    "--rtol",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Midpoint search: relative tolerance in σ.",
+)
 @click.option("--relative", is_flag=True, help="Scale σ by each point's clean output std.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
@@ -86,6 +98,8 @@ def scan(
     layer_names: str | None,
     types: str | None,
     no_global: bool,
+    midpoint_search: bool,
+    rtol: float,
     relative: bool,
     seed: int,
     batch_size: int,
@@ -107,6 +121,8 @@ def scan(
         layers=split_list(layer_names),
         types=split_list(types),
         include_global=not no_global,
+        midpoint_search=midpoint_search,
+        rtol=rtol,
         relative=relative,
         seed=seed,
         batch_size=batch_size,

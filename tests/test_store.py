@@ -1,8 +1,11 @@
 """The results file: documented, netCDF-friendly, and its header checks."""
 
+import os
+import signal
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from walknoise import store
@@ -13,7 +16,7 @@ DOC = Path(__file__).parent.parent / "docs" / "results-format.md"
 
 def test_every_variable_is_documented() -> None:
     text = DOC.read_text()
-    for name in [*store.VARIABLES, *store.COORDS, "layer_type"]:
+    for name in [*store.ALL_VARIABLES, *store.ALL_COORDS, "layer_type"]:
         assert f"`{name}`" in text, name
 
 
@@ -45,3 +48,56 @@ def test_every_axis_is_a_dimension_scale(tmp_path: Path) -> None:
                 assert scales == [f"/{dim}"], (name, dim)
         assert f["layer"].dtype.kind == "O"  # variable-length UTF-8
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary left behind
+
+
+def _small_file(path: Path) -> None:
+    coords = {"layer": ["<input>", "fc1"], "sigma": [0.1, 1.0], "repeat": [0, 1, 2]}
+    store.create(path, coords, ["Input", "Linear"], {"format": store.FORMAT, "format_version": 1})
+
+
+def test_ctrl_c_during_an_update_lands_after_it(tmp_path: Path, monkeypatch) -> None:
+    """A KeyboardInterrupt halfway through a write would drop a finished layer."""
+    path = tmp_path / "r.h5"
+    _small_file(path)
+    fsync = os.fsync
+
+    def interrupted_fsync(fd: int) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the update
+        fsync(fd)
+
+    monkeypatch.setattr(store.os, "fsync", interrupted_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_layer(path, 1, {"accuracy": np.full((2, 3), 0.5)})
+    monkeypatch.undo()
+    assert store.read_header(path)["layer_done"].tolist() == [False, True]
+    assert store.read(path)["accuracy"].values[1].tolist() == [[0.5] * 3] * 2
+    assert store.stale_temps(path) == []
+
+
+@pytest.mark.parametrize("damage", ["drop accuracy", "short layer_done", "drop sigma"])
+def test_damaged_file_is_one_clear_error(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "r.h5"
+    _small_file(path)
+    with h5py.File(path, "r+") as f:
+        if damage == "drop accuracy":
+            del f["accuracy"]
+        elif damage == "drop sigma":
+            del f["sigma"]
+        else:
+            del f["layer_done"]
+            f["layer_done"] = np.ones(5, np.int8)
+    with pytest.raises(WalknoiseError, match="damaged walknoise results file") as info:
+        store.read(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "config", ["__import__('os').system('touch pwned')", '{"identity": [1]}', "{}", "null"]
+)
+def test_config_is_parsed_as_json_never_evaluated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WalknoiseError, match="no readable config"):
+        store.config_of({"config": config})
+    assert not (tmp_path / "pwned").exists()

@@ -16,6 +16,7 @@ from walknoise.errors import WalknoiseError
 from walknoise.inject import inject
 from walknoise.noise import Additive, Combined, Multiplicative, make_noise
 from walknoise.result import Result, load
+from walknoise.trainphase import train
 from walknoise.walk import scan
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "load",
     "make_noise",
     "scan",
+    "train",
 ]

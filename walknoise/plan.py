@@ -23,7 +23,7 @@ from walknoise.errors import WalknoiseError
 from walknoise.points import GLOBAL, INPUT, Point, discover, select
 from walknoise.runner import Clean, clean_pass, entries
 from walknoise.spec import ScanSpec
-from walknoise.train_schema import HIST_BINS, TRAIN_VARIABLES
+from walknoise.train_schema import HIST_BINS, MAX_VISITS, SEARCH_VARIABLES, TRAIN_VARIABLES
 from walknoise.weights import param_layers
 
 
@@ -164,6 +164,8 @@ def variable_names(plan: Plan) -> list[str]:
     names = list(store.VARIABLES)
     if plan.train_phase:
         names += list(TRAIN_VARIABLES)
+    if plan.spec.midpoint_search:
+        names += list(SEARCH_VARIABLES)
     return names
 
 
@@ -176,6 +178,8 @@ def prepare(plan: Plan, path: Path | None, overwrite: bool, command: str | None)
     }
     if plan.train_phase:
         coords |= {"param_layer": plan.params, "bin": list(range(HIST_BINS))}
+    if plan.spec.midpoint_search:
+        coords["visit"] = list(range(MAX_VISITS))
     types = _types(plan.found, plan.axis)
     if path is not None and path.exists() and not overwrite:
         _check_same(path, plan.identity)

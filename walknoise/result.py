@@ -9,6 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from walknoise import store
+from walknoise.errors import WalknoiseError
 
 CELL_VARS = ("accuracy", "accuracy_drop", "loss", "nonfinite_fraction")
 
@@ -50,6 +51,29 @@ class Result:
         """The phases this file holds: ``eval``, ``train`` or both."""
         phase = str(self.dataset.attrs.get("phase", "eval"))
         return ["eval", "train"] if phase == "both" else [phase]
+
+    def for_phase(self, phase: str) -> Result:
+        """A view whose ``accuracy``/``midpoint*`` are those of ``phase`` (for plots)."""
+        if phase not in self.phases:
+            raise WalknoiseError(
+                f"this file holds phase {'/'.join(self.phases)}, not {phase!r}; "
+                f"choose --phase {self.phases[0]}"
+            )
+        if phase == "eval":
+            return self
+        ds = self.dataset.copy()
+        for name in (
+            "accuracy",
+            "accuracy_drop",
+            "loss",
+            "midpoint",
+            "midpoint_status",
+            "midpoint_low",
+            "midpoint_high",
+            "layer_done",
+        ):
+            ds[name] = ds["trained_" + name]
+        return Result(ds)
 
     def midpoints(self, phase: str | None = None) -> pd.DataFrame:
         """One row per layer: midpoint σ, its status, bootstrap interval and module type.
@@ -94,4 +118,8 @@ class Result:
 
 def load(path: str | Path) -> Result:
     """Read a results file written by ``walknoise scan`` or ``Result.save``."""
+    if not Path(path).is_file():
+        raise WalknoiseError(
+            f"no such results file: {path} (run `walknoise scan` first, or check the path)"
+        )
     return Result(store.read(Path(path)))

@@ -60,6 +60,11 @@ class ScanSpec:
     """Train phase: clamp every weight to [-clamp, clamp] after each step (growth control)."""
     train_data: str | None = None
     """Train phase: the training data (default ``mnist:train``)."""
+    midpoint_search: bool = False
+    """Find each layer's midpoint by an adaptive search in [σ_min, σ_max] instead of
+    evaluating every σ of the grid (eval phase)."""
+    rtol: float = 0.05
+    """Midpoint search: relative tolerance in σ."""
     extra: dict[str, object] = field(default_factory=dict)
     """Free-form context recorded with the config (e.g. the data name)."""
 
@@ -71,6 +76,8 @@ class ScanSpec:
             Combined(self.ratio)  # validates the ratio
         if self.phase not in PHASES:
             raise WalknoiseError(f"unknown phase {self.phase!r}; choose one of {PHASES}")
+        if self.midpoint_search and (self.phase != "eval" or not 0 < self.rtol < 1):
+            raise WalknoiseError("--midpoint-search needs --phase eval and 0 < --rtol < 1")
         if self.clamp is not None and not self.clamp > 0:
             raise WalknoiseError(f"--clamp-weights must be positive, got {self.clamp}")
         for name in ("repeats", "batch_size", "max_batch"):

@@ -29,7 +29,13 @@ import numpy as np
 import xarray as xr
 
 from walknoise.errors import WalknoiseError
-from walknoise.train_schema import TRAIN_COORDS, TRAIN_INT_VARS, TRAIN_VARIABLES
+from walknoise.train_schema import (
+    SEARCH_COORDS,
+    SEARCH_VARIABLES,
+    TRAIN_COORDS,
+    TRAIN_INT_VARS,
+    TRAIN_VARIABLES,
+)
 
 FORMAT = "walknoise-results"
 FORMAT_VERSION = 1
@@ -71,9 +77,9 @@ COORDS = {
 }
 
 
-ALL_VARIABLES = {**VARIABLES, **TRAIN_VARIABLES}
+ALL_VARIABLES = {**VARIABLES, **TRAIN_VARIABLES, **SEARCH_VARIABLES}
 ALL_INT_VARS = INT_VARS | TRAIN_INT_VARS
-ALL_COORDS = {**COORDS, **TRAIN_COORDS}
+ALL_COORDS = {**COORDS, **TRAIN_COORDS, **SEARCH_COORDS}
 STRING_COORDS = ("layer", "param_layer")
 
 

@@ -57,3 +57,16 @@ TRAIN_COORDS = {
     "param_layer": ("parametrised layer (named_modules() name of a Linear/Conv)", ""),
     "bin": ("histogram bin", "1"),
 }
+
+# Adaptive midpoint search (``--midpoint-search``): the σ values each layer's search visited.
+MAX_VISITS = 12
+SEARCH_VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "search_sigma": (
+        ("layer", "visit"),
+        "sigma evaluated by the midpoint search, in order",
+        "sigma",
+    ),
+    "search_accuracy": (("layer", "visit", "repeat"), "accuracy at search_sigma", "1"),
+    "search_visits": (("layer",), "number of sigma values the search evaluated", "1"),
+}
+SEARCH_COORDS = {"visit": ("evaluation of the midpoint search, in order", "1")}

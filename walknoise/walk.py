@@ -19,7 +19,9 @@ from walknoise.noise import make_noise
 from walknoise.plan import Plan, make_plan, prepare, resolve_device, widest_after
 from walknoise.result import Result
 from walknoise.runner import LayerRunner
+from walknoise.search import find_midpoint
 from walknoise.spec import ScanSpec, parse_sigmas
+from walknoise.train_schema import MAX_VISITS
 from walknoise.training import TrainConfig
 from walknoise.trainphase import TrainPhase
 from walknoise.weights import weight_hists, weight_stats
@@ -52,6 +54,10 @@ def scan(
     grid = parse_sigmas(sigmas) if isinstance(sigmas, str) else tuple(float(s) for s in sigmas)
     if options.get("types") is not None:
         options["types"] = tuple(options["types"])
+    train_source = options.get("train_data")
+    if train_source is not None and not isinstance(train_source, str):
+        train_source = resolve_data(train_source)  # in-memory data: its name goes in the spec
+        options["train_data"] = train_source.name
     spec = ScanSpec(
         sigmas=grid,
         noise=noise,
@@ -60,7 +66,14 @@ def scan(
         **options,
     )
     return run_spec(
-        model, data, spec, output=output, overwrite=overwrite, progress=progress, command=command
+        model,
+        data,
+        spec,
+        output=output,
+        overwrite=overwrite,
+        progress=progress,
+        command=command,
+        train_data=train_source,
     )
 
 
@@ -74,12 +87,16 @@ def run_spec(
     overwrite: bool = False,
     progress: bool = True,
     command: str | None = None,
+    train_data: Any = None,
 ) -> Result:
-    """Run a ``ScanSpec`` (the CLI and ``scan`` both end here)."""
+    """Run a ``ScanSpec`` (the CLI and ``scan`` both end here).
+
+    ``train_data`` overrides ``spec.train_data`` with data that has no name to store.
+    """
     plan = make_plan(model, data, spec)
     path = Path(output) if output else None
     ds = prepare(plan, path, overwrite, command)
-    trainer = _trainer(model, plan) if plan.train_phase else None
+    trainer = _trainer(model, plan, train_data) if plan.train_phase else None
     cells_per_layer = spec.repeats * len(spec.sigmas)
     todo = _todo(ds, plan)
     with tqdm(
@@ -118,11 +135,11 @@ def _update(
     ds[done_flag][i] = 1
 
 
-def _trainer(model: nn.Module, plan: Plan) -> TrainPhase:
+def _trainer(model: nn.Module, plan: Plan, train_data: Any) -> TrainPhase:
     spec = plan.spec
     return TrainPhase(
         template=model,
-        train_data=resolve_data(spec.train_data or "mnist:train"),
+        train_data=resolve_data(train_data or spec.train_data or "mnist:train"),
         test=plan.data,
         noise=make_noise(spec.noise, spec.ratio),
         config=TrainConfig(**(spec.train or {})),
@@ -138,6 +155,8 @@ def _eval_layer(
 ) -> dict[str, Any]:
     """Eval-only cells: the given model, or with a train phase the clean model of each seed."""
     spec = plan.spec
+    if spec.midpoint_search:
+        return _search_layer(model, plan, layer)
     acc, loss, nonfin = (np.full((len(spec.sigmas), spec.repeats), np.nan) for _ in range(3))
     clean = plan.clean.accuracy
     for r in range(spec.repeats):
@@ -165,13 +184,49 @@ def _eval_layer(
     }
 
 
-def _runner(model: nn.Module, plan: Plan) -> LayerRunner:
+def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
+    """The midpoint by adaptive search: only the σ values it visits are evaluated."""
+    spec, points, scales = plan.spec, plan.points_of(layer), plan.scales_of(layer)
+
+    def probe(sigma: float) -> np.ndarray:
+        runner = _runner(model, plan, (sigma,))
+        return np.array(
+            [
+                runner.run_repeat(layer, points, scales, spec.seed, r).accuracy()[0]
+                for r in range(spec.repeats)
+            ]
+        )
+
+    found = find_midpoint(
+        probe,
+        min(spec.sigmas),
+        max(spec.sigmas),
+        plan.clean.accuracy,
+        1.0 / plan.clean.num_classes,
+        rtol=spec.rtol,
+        max_evals=MAX_VISITS,
+    )
+    sigmas = np.full(MAX_VISITS, np.nan)
+    acc = np.full((MAX_VISITS, spec.repeats), np.nan)
+    sigmas[: len(found.sigmas)] = found.sigmas
+    acc[: len(found.accuracy)] = found.accuracy
+    return {
+        "midpoint": found.value,
+        "midpoint_status": found.status,
+        "search_sigma": sigmas,
+        "search_accuracy": acc,
+        "search_visits": len(found.sigmas),
+        "layer_scale": plan.scales.get(layer, float("nan")),
+    }
+
+
+def _runner(model: nn.Module, plan: Plan, sigmas: Sequence[float] | None = None) -> LayerRunner:
     return LayerRunner(
         model,
         plan.x,
         plan.y,
         make_noise(plan.spec.noise, plan.spec.ratio),
-        plan.spec.sigmas,
+        plan.spec.sigmas if sigmas is None else sigmas,
         batch_size=plan.spec.batch_size,
         max_batch=plan.spec.max_batch,
         widths=widest_after(plan.found),

@@ -1,0 +1,45 @@
+"""Train-phase figures on a small real train-phase result."""
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from tests.test_trainphase import phase
+from walknoise import weight_plots
+from walknoise.errors import WalknoiseError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    import walknoise
+
+    tp = phase()
+    return walknoise.scan(
+        tp.template,
+        tp.test,
+        sigmas=[0.1, 1.0],
+        repeats=1,
+        phase="train",
+        train={"epochs": 1},
+        layers=["fc1", "act1"],
+        progress=False,
+        train_data=tp.train_data,
+    )
+
+
+def test_weights_heatmaps(trained) -> None:  # type: ignore[no-untyped-def]
+    fig = weight_plots.weights(trained)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    # the growth panel shows the geometric mean of growth_l2 over param layers and repeats
+    mesh = fig.axes[0].collections[0].get_array().reshape(3, 2)
+    expected = np.exp(np.log(trained.dataset["growth_l2"]).mean(["repeat", "param_layer"]))
+    np.testing.assert_allclose(mesh, expected.values)
+
+
+def test_histogram_and_errors(trained) -> None:  # type: ignore[no-untyped-def]
+    fig = weight_plots.histogram(trained, "fc1", 1.0)
+    assert len(fig.axes) == 2  # fc1 and fc2 of the tiny MLP
+    with pytest.raises(WalknoiseError, match="no layer"):
+        weight_plots.histogram(trained, "conv9", 1.0)
+    with pytest.raises(WalknoiseError, match="no train phase"):
+        weight_plots.weights(trained.for_phase("train").dataset.drop_vars("weight_kurtosis"))
