@@ -1,4 +1,4 @@
-"""Eval-only walk of LeNet-5 on bundled MNIST: walknoise against the naive loop, same run.
+"""Eval-only walk on bundled MNIST: walknoise against the naive loop, same run (LeNet-5, MLP).
 
 The naive loop is what people hand-write: for every (layer, σ, repeat) cell, a forward hook
 that adds fresh noise and a full forward pass over the data. walknoise runs the layers before
@@ -7,6 +7,7 @@ for every σ (common random numbers).
 
     python benchmarks/bench_walk.py            # 12 points × 25 σ × 5 repeats (minutes)
     python benchmarks/bench_walk.py --quick    # 12 points × 9 σ × 2 repeats
+    python benchmarks/bench_walk.py --arch mlp # the 3×64 MLP instead
 """
 
 from __future__ import annotations
@@ -65,17 +66,18 @@ def naive(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--arch", choices=["lenet5", "mlp"], default="lenet5")
     args = parser.parse_args()
     n_sigma, repeats = (9, 2) if args.quick else (25, 5)
     sigmas = np.logspace(-2, 3, n_sigma)
     train, test = resolve_data("mnist:train"), resolve_data("mnist:test")
     with seeded_init(0):
-        model = build_model("lenet5")
+        model = build_model(args.arch)
     train_model(model, train.x, train.y, TrainConfig(epochs=3), progress=False)
     layers = [p.name for p in select(discover(model, test.input_shape))]
     cells = len(layers) * n_sigma * repeats
     print(
-        f"LeNet-5, {len(test)} images, {len(layers)} points × {n_sigma} σ × {repeats} "
+        f"{args.arch}, {len(test)} images, {len(layers)} points × {n_sigma} σ × {repeats} "
         f"repeats = {cells} cells, {torch.get_num_threads()} threads"
     )
 

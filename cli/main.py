@@ -8,7 +8,9 @@ from typing import Any
 import click
 
 from cli.demo import demo
+from cli.gni import gni, gni_plot
 from cli.layers import layers
+from cli.nin import nin
 from cli.plot import plot
 from cli.scan import scan
 from cli.train import train
@@ -25,6 +27,11 @@ class Group(click.Group):
         except WalknoiseError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except click.UsageError as err:  # click's own is four lines; ours are one
+            where = f"; see `{err.ctx.command_path} -h`" if err.ctx else ""
+            text = " ".join(err.format_message().split()).rstrip(".")
+            click.echo(f"error: {text}{where}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -36,7 +43,7 @@ def cli() -> None:
     """Walk Gaussian noise through a PyTorch model, one layer at a time."""
 
 
-for command in (train, layers, scan, plot, demo):
+for command in (train, layers, scan, plot, demo, gni, gni_plot, nin):
     cli.add_command(command)
 
 

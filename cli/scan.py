@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from cli.execution import execution_options, executor_of
 from cli.interrupt import stop_promptly
 from cli.options import (
     command_line,
@@ -85,6 +86,7 @@ from walknoise.walk import resolve_device, run_spec
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@execution_options
 @train_phase_options
 def scan(
     model_path: Path,
@@ -108,10 +110,15 @@ def scan(
     output: Path,
     overwrite: bool,
     quiet: bool,
-    **train_opts: Any,
+    jobs: int,
+    executor: str,
+    **options: Any,
 ) -> None:
     """Scan MODEL layer by layer over a σ grid; rerun the same command to resume."""
-    resolve_device(device)  # fail before the slow part
+    slurm = {k: options.pop(k) for k in list(options) if k.startswith("slurm_")}
+    runs_on = executor_of(output, jobs, executor, **slurm)
+    if executor != "slurm" or not device.startswith("cuda"):  # SLURM nodes may have GPUs
+        resolve_device(device)  # fail before the slow part
     loaded = open_model(model_path, arch, trust_pickle)
     spec = ScanSpec(
         sigmas=parse_sigmas(sigmas),
@@ -128,13 +135,13 @@ def scan(
         batch_size=batch_size,
         max_batch=max_batch,
         device=device,
-        **train_phase_spec(loaded.meta, **train_opts),
+        **train_phase_spec(loaded.meta, **options),
     )
     command = command_line(click.get_current_context())
     stopped = (
         f"interrupted: finished layers are saved in {output}; run the same command again to resume"
     )
-    with stop_promptly(stopped):
+    with stop_promptly(stopped, cleanup=runs_on.cancel):
         result = run_spec(
             loaded.model,
             data,
@@ -143,6 +150,7 @@ def scan(
             overwrite=overwrite,
             progress=not quiet,
             command=command,
+            executor=runs_on,
         )
     click.echo(midpoint_table(result))
     click.echo(f"wrote {output}")

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from cli.options import command_line
+from walknoise.gni_train import MODES, GNITraining, training_hooks
+from walknoise.noise import KINDS
 from walknoise.recipes import train_checkpoint
 from walknoise.training import TrainConfig
 
@@ -30,6 +33,22 @@ from walknoise.training import TrainConfig
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option(
+    "--gni-mode",
+    type=click.Choice(MODES),
+    default=None,
+    help="Gaussian noise injections: implicit (one draw per step) or marginal (mean of K).",
+)
+@click.option("--gni-noise", type=click.Choice(KINDS), default="additive", show_default=True)
+@click.option("--gni-sigma", default=0.1, show_default=True, type=float)
+@click.option("--gni-draws", default=16, show_default=True, type=int, help="K for marginal.")
+@click.option("--gni-every", default=None, type=int, help="Track the gradient noise every N steps.")
+@click.option(
+    "--gni-output",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Tracked statistics (default: the checkpoint name with .gni.h5).",
+)
+@click.option(
     "-o",
     "--output",
     required=True,
@@ -45,15 +64,43 @@ def train(
     batch_size: int,
     seed: int,
     device: str,
+    gni_mode: str | None,
+    gni_noise: str,
+    gni_sigma: float,
+    gni_draws: int,
+    gni_every: int | None,
+    gni_output: Path | None,
     output: Path,
 ) -> None:
     """Train a model with Adam (cosine schedule) and save a walknoise checkpoint."""
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     kwargs = {"batchnorm": True} if batchnorm else {}
+    if gni_every is not None and gni_output is None:
+        gni_output = output.with_suffix(".gni.h5")
+    noisy = GNITraining(
+        mode=gni_mode,
+        noise=gni_noise,
+        sigma=gni_sigma,
+        draws=gni_draws,
+        every=gni_every,
+        output=gni_output,
+        seed=seed,
+    )
+    hooks = training_hooks(noisy, data, config, command_line(click.get_current_context()))
     metrics = train_checkpoint(
-        arch, output, data=data, arch_kwargs=kwargs, config=config, device=device
+        arch,
+        output,
+        data=data,
+        arch_kwargs=kwargs,
+        config=config,
+        device=device,
+        **(hooks if noisy.active else {}),
     )
     line = f"saved {output}: train accuracy {metrics['train_accuracy']:.4f}"
     if "test_accuracy" in metrics:
         line += f", test accuracy {metrics['test_accuracy']:.4f}"
+    if noisy.active and "test_loss" in metrics:
+        line += f", test loss {metrics['test_loss']:.4f}"
     click.echo(line)
+    if gni_every is not None:
+        click.echo(f"wrote {gni_output}")

@@ -10,7 +10,7 @@ from torch import nn
 
 import walknoise
 from tests.conftest import Residual, fit, learnable_data, tiny_mlp
-from walknoise import runner, walk
+from walknoise import cells, runner
 from walknoise.errors import WalknoiseError
 from walknoise.inject import cell_seed
 
@@ -111,7 +111,7 @@ def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, mon
         trained_mlp, data, sigmas=SIGMAS, repeats=2, output=tmp_path / "full.h5", progress=False
     )
     calls = {"n": 0}
-    original = walk._eval_layer
+    original = cells._eval_layer
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -119,7 +119,7 @@ def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, mon
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(walk, "_eval_layer", flaky)
+    monkeypatch.setattr(cells, "_eval_layer", flaky)
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
         walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False)
@@ -167,6 +167,33 @@ def test_huge_sigma_counts_nonfinite_as_wrong(trained_mlp, data, dtype) -> None:
         assert (result.dataset["nonfinite_fraction"].sel(sigma=1e10).values == 1).all()
         assert (acc[:, 1] == 0).all()
         assert np.isnan(result.dataset["loss"].sel(sigma=1e10).values).all()
+
+
+@pytest.mark.parametrize("noise", ["additive", "multiplicative", "combined"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_sigma_up_to_1e16_poisons_no_other_cell(trained_mlp, data, dtype, noise) -> None:
+    """Overflowing cells are counted wrong, every statistic stays finite or explicitly NaN,
+    and the small-σ cells are exactly what a grid without the huge σ gives."""
+    import copy
+
+    model = copy.deepcopy(trained_mlp).to(dtype)
+    kwargs = dict(repeats=2, progress=False, noise=noise, layers=["<input>", "fc1", "fc2"])
+    huge = walknoise.scan(model, data, sigmas="1e-3,1e-1,1e4,1e10,1e16", **kwargs).dataset
+    small = walknoise.scan(model, data, sigmas="1e-3,1e-1", **kwargs).dataset
+    for name in ("accuracy", "loss", "nonfinite_fraction"):
+        np.testing.assert_array_equal(huge[name].values[:, :2], small[name].values, err_msg=name)
+    for name in ("accuracy", "accuracy_drop", "nonfinite_fraction"):
+        assert np.isfinite(huge[name].values).all(), name
+    acc, nonfinite = huge["accuracy"].values, huge["nonfinite_fraction"].values
+    assert ((acc >= 0) & (acc <= 1)).all() and ((nonfinite >= 0) & (nonfinite <= 1)).all()
+    loss = huge["loss"].values  # NaN exactly when no sample had finite logits
+    np.testing.assert_array_equal(np.isnan(loss), nonfinite == 1)
+    status, mid = huge["midpoint_status"].values, huge["midpoint"].values
+    assert set(status.tolist()) <= {-1, 0, 1}
+    np.testing.assert_array_equal(np.isnan(mid), status == 0)  # NaN means "not reached"
+    for name in ("midpoint_low", "midpoint_high", "midpoint_per_repeat"):
+        values = huge[name].values
+        assert (np.isnan(values) | ((values > 0) & np.isfinite(values))).all(), name
 
 
 def test_relative_sigma_records_scale(trained_mlp, data) -> None:

@@ -95,8 +95,11 @@ class Plan:
         return self.spec.phase in ("eval", "both")
 
 
-def make_plan(model: nn.Module, data: Any, spec: ScanSpec) -> Plan:
-    device = resolve_device(spec.device)
+def make_plan(
+    model: nn.Module, data: Any, spec: ScanSpec, device: torch.device | None = None
+) -> Plan:
+    """``device`` overrides ``spec.device`` here (workers elsewhere still use the spec's)."""
+    device = device or resolve_device(spec.device)
     td = resolve_data(data)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     model.to(device).eval()

@@ -13,7 +13,7 @@ from walknoise.models import build_model, save_checkpoint
 from walknoise.plots import heatmap, save_figure
 from walknoise.report import midpoint_table
 from walknoise.result import Result
-from walknoise.training import TrainConfig, seeded_init, train_model
+from walknoise.training import LossFn, StepHook, TrainConfig, seeded_init, train_model
 from walknoise.walk import resolve_device, scan
 
 
@@ -26,8 +26,14 @@ def train_checkpoint(
     config: TrainConfig | None = None,
     device: str = "cpu",
     progress: bool = True,
+    loss_fn: LossFn | None = None,
+    on_step: StepHook | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``data`` (its train split) and save a walknoise checkpoint.
+
+    ``loss_fn``/``on_step`` go to :func:`train_model` (e.g. noisy training, tracking);
+    ``extra_meta`` is merged into the checkpoint metadata.
 
     For ``mnist`` the fixed 8,000/2,000 split is used and test accuracy is recorded;
     a user file is trained on as a whole. Returns the training metrics.
@@ -54,6 +60,8 @@ def train_checkpoint(
         y_test=None if test is None else test.y,
         progress=progress,
         device=resolve_device(device),
+        loss_fn=loss_fn,
+        on_step=on_step,
     )
     meta = {
         "data": train.name,
@@ -63,6 +71,7 @@ def train_checkpoint(
         "test_accuracy": float(metrics.get("test_accuracy", float("nan"))),
         "seconds": float(metrics["seconds"]),
         "walknoise_version": walknoise.__version__,
+        **(extra_meta or {}),
     }
     kwargs["input_shape"] = list(kwargs["input_shape"])
     save_checkpoint(

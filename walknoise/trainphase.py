@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from walknoise.data import TensorData, resolve_data
+from walknoise.ensemble import blocker, group_size, train_ensemble, widest_activation
 from walknoise.errors import WalknoiseError
 from walknoise.inject import Fanout, cell_seed, hooks, make_generator
 from walknoise.noise import Noise, make_noise
@@ -119,6 +120,8 @@ class TrainPhase:
     clamp: float | None = None
     batch_size: int = 500
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    ensemble: bool = True
+    """Train the cells of a layer as one vmapped ensemble where the model allows it."""
     clean: dict[int, nn.Module] = field(default_factory=dict)
     trainings: int = 0
     _accuracy: dict[int, float] = field(default_factory=dict)
@@ -152,7 +155,42 @@ class TrainPhase:
             clamp=self.clamp,
             seed=self.seed + repeat,
             scales=scales,
+            device=self.device,
         )
+
+    def _train_cells(
+        self,
+        points: Sequence[str],
+        sigmas: Sequence[float],
+        repeats: int,
+        scales: Sequence[float],
+    ) -> dict[tuple[int, int], nn.Module]:
+        """The noise-trained model of every (σ index, repeat) cell of one entry."""
+        cells = [(j, r) for r in range(repeats) for j in range(len(sigmas))]
+        if not self.ensemble or blocker(fresh(self.template, self.seed)) is not None:
+            return {(j, r): self._train(points, sigmas[j], r, scales) for j, r in cells}
+        x = self.train_data.x
+        widest = widest_activation(fresh(self.template, self.seed), x)
+        size = group_size(widest, self.config.batch_size)
+        out: dict[tuple[int, int], nn.Module] = {}
+        for start in range(0, len(cells), size):
+            group = cells[start : start + size]
+            members = [(float(sigmas[j]), self.seed + r) for j, r in group]
+            models = train_ensemble(
+                [fresh(self.template, seed) for _, seed in members],
+                members,
+                x,
+                self.train_data.y,
+                noise=self.noise,
+                points=points,
+                scales=scales,
+                config=self.config,
+                clamp=self.clamp,
+                device=self.device,
+            )
+            out |= dict(zip(group, models, strict=True))
+            self.trainings += len(group)
+        return out
 
     def run_layer(
         self,
@@ -169,10 +207,11 @@ class TrainPhase:
             k: np.full(shape, np.nan)
             for k in ("trained_accuracy", "trained_loss", "binarized_accuracy")
         }
+        trained = self._train_cells(points, sigmas, repeats, scales)
         for r in range(repeats):
             ref = weight_stats(self.clean_model(r), names)
             for j, sigma in enumerate(sigmas):
-                model = self._train(points, sigma, r, scales)
+                model = trained.pop((j, r))
                 stats = self._evaluate(model, layer, points, sigma, r, scales)
                 out["trained_accuracy"][j, r], out["trained_loss"][j, r] = stats
                 out["binarized_accuracy"][j, r] = self._evaluate(
@@ -199,8 +238,8 @@ class TrainPhase:
     ) -> tuple[float, float]:
         runner = LayerRunner(
             model,
-            self.test.x,
-            self.test.y,
+            self.test.x.to(self.device),
+            self.test.y.to(self.device),
             self.noise,
             [sigma],
             batch_size=self.batch_size,

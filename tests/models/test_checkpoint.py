@@ -187,3 +187,39 @@ def test_nan_weights(tmp_path: Path) -> None:
     _save(path, model)
     message = _one_line_error(path)
     assert "non-finite weights (4 NaN/inf values in fc2.weight)" in message
+
+
+def test_factory_named_by_the_file_is_not_called(tmp_path: Path) -> None:
+    """A weights-only file can still name code: ``os:system`` with a command as kwargs."""
+    marker, path = tmp_path / "pwned", tmp_path / "m.pt"
+    _save(path, _lenet())
+    payload = torch.load(path, weights_only=True)
+    payload.update(arch="os:system", arch_kwargs={"command": f"touch {marker}"})
+    torch.save(payload, path)
+    message = _one_line_error(path)
+    assert "names the model factory 'os:system'" in message and "--arch" in message
+    assert not marker.exists()
+
+
+def test_factory_named_by_the_file_runs_once_the_user_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "wn_ckpt_trusted_" + tmp_path.name.replace("-", "_")
+    (tmp_path / f"{name}.py").write_text(
+        "from torch import nn\n\ndef two(width=5):\n    return nn.Sequential(nn.Linear(3, width))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "m.pt"
+    save_checkpoint(
+        path,
+        nn.Sequential(nn.Linear(3, 7)),
+        arch=f"{name}:two",
+        arch_kwargs={"width": 7},
+        input_shape=(3,),
+        num_classes=7,
+        meta={},
+    )
+    assert "names the model factory" in _one_line_error(path)
+    for kwargs in ({"arch": f"{name}:two"}, {"trust_pickle": True}):
+        loaded = load_model(path, **kwargs)  # type: ignore[arg-type]
+        assert loaded.model(torch.randn(1, 3)).shape == (1, 7)  # stored kwargs applied

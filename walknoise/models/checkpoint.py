@@ -233,6 +233,18 @@ def _check_finite(path: Path, model: nn.Module) -> None:
                 )
 
 
+def _check_stored_factory(path: Path, stored: str, arch: str | None, trust_pickle: bool) -> None:
+    """A ``package.module:factory`` named by the file is code the file asks us to run
+    (``os:system`` with ``arch_kwargs={"command": ...}`` runs a shell command), so, like a
+    pickle, it needs the user's word: ``--arch`` naming it, or ``--trust-pickle``."""
+    if arch is None and stored not in ARCHS and not trust_pickle:
+        shown = stored if len(stored) <= 80 else stored[:77] + "..."
+        raise WalknoiseError(
+            f"{path} names the model factory {shown!r}; importing and calling code a file "
+            f"names can run anything, so pass --arch {shown} if you trust it (or --trust-pickle)"
+        )
+
+
 def load_model(
     path: str | os.PathLike[str],
     *,
@@ -287,6 +299,7 @@ def load_model(
             shape = tuple(int(d) for d in stored_shape)
         stored_classes = obj.get("num_classes")
         classes = stored_classes if isinstance(stored_classes, int) else None
+        _check_stored_factory(p, stored_arch, arch, trust_pickle)
         used_arch = arch or stored_arch
         if arch_kwargs is None:
             # Stored kwargs describe the stored arch; they would likely break another one.

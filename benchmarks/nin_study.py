@@ -1,0 +1,214 @@
+"""The measurements behind docs/nin.md: NIN phases and NINR robustness on bundled MNIST.
+
+1. ``acceptance`` — the command ``walknoise nin probe --arch mlp --data mnist`` with a
+   3 × 3 (σ_ε, lr) grid and ``--epochs 2``, run as a user would (a subprocess), timed.
+2. ``sgd`` — the probe on the MLP with in-NINR and vanilla SGD (the papers' optimiser):
+   7 σ_ε × 3 lr × 3 seeds, 5 epochs.
+3. ``full`` — the same with full-NINR (a NIN on every Linear layer), 2 seeds.
+4. ``adam`` — in-NINR with Adam, 2 seeds, for contrast.
+5. ``compare`` — NINR against no regulariser, input noise, L2 and dropout on the MLP
+   (5 seeds, σ_ε = 100) and on LeNet-5 (3 seeds, σ_ε = 3; pixel-wise cNINR on its convs).
+
+    python benchmarks/nin_study.py            # the numbers in docs/nin.md (~30 min on 2 cores)
+    python benchmarks/nin_study.py --quick    # a smoke run of every part (a few minutes)
+    python benchmarks/nin_study.py --replot /tmp/nin_study_XXXX   # figures again, no training
+
+Figures go to docs/figures/nin_*.png, the text tables to docs/nin_study.txt and the numbers
+to docs/nin_study.json. torch runs on one thread: the networks are small, and on a shared
+2-core machine a second intra-op thread mostly waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from walknoise import nin_plots
+from walknoise.nin_compare import CompareConfig, CompareResult, compare, load_compare
+from walknoise.nin_phases import PHASES
+from walknoise.nin_probe import ProbeConfig, ProbeResult, load_probe, probe
+from walknoise.nin_report import compare_summary, compare_text, probe_text
+from walknoise.plots import save_figure
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "docs" / "figures"
+NUMBERS = ROOT / "docs" / "nin_study.json"
+TABLES = ROOT / "docs" / "nin_study.txt"
+SIGMAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def probe_numbers(result: ProbeResult) -> dict[str, Any]:
+    ds = result.dataset
+    grid = result.phase_grid()
+    return {
+        "phases": {f"{s:g}": [str(p) for p in grid.loc[s]] for s in grid.index},
+        "lr": [float(v) for v in ds["lr"].values],
+        "phase_counts": {p: int((ds["phase"].values == i).sum()) for i, p in enumerate(PHASES)},
+        "tau_niw": ds["tau_niw"].median(("nin", "seed")).values.tolist(),
+        "tau_train_loss": ds["tau_train_loss"].median("seed").values.tolist(),
+        "tau_test_loss": ds["tau_test_loss"].median("seed").values.tolist(),
+        "final_test_accuracy": ds["final_test_accuracy"].mean("seed").values.tolist(),
+        "reference_final_test_accuracy": ds["reference_final_test_accuracy"]
+        .mean("seed")
+        .values.tolist(),
+        "seconds_per_run": float(np.nanmean(ds["seconds"].values)),
+    }
+
+
+def draw_probe(name: str, result: ProbeResult, figures: Path) -> None:
+    for kind, draw in (
+        ("phases", nin_plots.phase_diagram),
+        ("niw", nin_plots.niw_trajectories),
+        ("timescales", nin_plots.time_scales),
+    ):
+        save_figure(draw(result), figures / f"nin_{name}_{kind}.png")
+
+
+def run_probe(name: str, config: ProbeConfig, args: argparse.Namespace) -> dict[str, Any]:
+    result = probe("mlp", "mnist", config, output=args.scratch / f"nin_{name}.h5", progress=False)
+    draw_probe(name, result, args.figures)
+    args.text.append(probe_text(result))
+    return probe_numbers(result)
+
+
+def replot(scratch: Path, figures: Path) -> None:
+    """Draw every figure again from the result files of an earlier run (no training)."""
+    for name in ("sgd", "full", "adam"):
+        if (scratch / f"nin_{name}.h5").exists():
+            draw_probe(name, load_probe(scratch / f"nin_{name}.h5"), figures)
+    if (scratch / "nin_acceptance.h5").exists():
+        accepted = load_probe(scratch / "nin_acceptance.h5")
+        save_figure(nin_plots.phase_diagram(accepted), figures / "nin_acceptance_phases.png")
+    for arch in ("mlp", "lenet5"):
+        if (scratch / f"nin_compare_{arch}.h5").exists():
+            result = load_compare(scratch / f"nin_compare_{arch}.h5")
+            save_figure(nin_plots.compare_figure(result), figures / f"nin_compare_{arch}.png")
+
+
+def part_acceptance(args: argparse.Namespace) -> dict[str, Any]:
+    out = args.scratch / "nin_acceptance.h5"
+    sigmas, lrs = ("1,1000", "0.1") if args.quick else ("1,100,1000", "1e-3,1e-2,1e-1")
+    epochs = "1" if args.quick else "2"
+    command = [
+        sys.executable, "-m", "cli", "nin", "probe", "--arch", "mlp", "--data", "mnist",
+        "--sigma-eps", sigmas, "--lr", lrs, "--epochs", epochs, "-o", str(out),
+        "--overwrite", "--quiet",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - start
+    shown = "\n".join(ln for ln in done.stdout.splitlines() if not ln.startswith("wrote "))
+    args.text.append(f"$ walknoise {' '.join(command[3:])}\n{shown}\n({seconds:.1f} s)")
+    png = out.with_name(out.stem + "-phases.png")
+    (args.figures / "nin_acceptance_phases.png").write_bytes(png.read_bytes())
+    return {"seconds": round(seconds, 1), **probe_numbers(load_probe(out))}
+
+
+def part_sgd(args: argparse.Namespace) -> dict[str, Any]:
+    config = ProbeConfig(
+        sigma_eps=args.sigmas, lr=(0.01, 0.03, 0.1), seeds=args.seeds, epochs=args.epochs
+    )
+    return run_probe("sgd", config, args)
+
+
+def part_full(args: argparse.Namespace) -> dict[str, Any]:
+    config = ProbeConfig(
+        sigma_eps=args.sigmas, lr=(0.01, 0.03, 0.1), seeds=args.seeds[:2], epochs=2, where="all"
+    )
+    return run_probe("full", config, args)
+
+
+def part_adam(args: argparse.Namespace) -> dict[str, Any]:
+    config = ProbeConfig(
+        sigma_eps=args.sigmas, lr=(1e-4, 1e-3, 1e-2), seeds=args.seeds[:2], epochs=2,
+        optimizer="adam",
+    )  # fmt: skip
+    return run_probe("adam", config, args)
+
+
+def compare_numbers(result: CompareResult) -> dict[str, Any]:
+    ds = result.dataset
+    return {
+        "table": compare_summary(result).to_dict(orient="index"),
+        "clean_accuracy": ds["clean_accuracy"].values.tolist(),
+        "noisy_accuracy": ds["noisy_accuracy"].values.tolist(),
+        "midpoint": ds["midpoint"].values.tolist(),
+        "methods": result.describe(),
+        "train_seconds": float(ds["train_seconds"].mean()),
+    }
+
+
+def part_compare(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    # σ_ε per architecture: pixel-wise cNINR draws one ε per position, so LeNet-5 needs far
+    # less than the MLP (a sweep over 3..1000 picked these: robust, clean accuracy kept).
+    for arch, seeds, nin_sigma in (
+        ("mlp", args.compare_seeds, 100.0),
+        ("lenet5", args.compare_seeds[:3], 3.0),
+    ):
+        config = CompareConfig(seeds=seeds, epochs=args.compare_epochs, nin_sigma=nin_sigma)
+        result = compare(arch, "mnist", config, progress=False)
+        result.save(args.scratch / f"nin_compare_{arch}.h5")
+        save_figure(nin_plots.compare_figure(result), args.figures / f"nin_compare_{arch}.png")
+        args.text.append(compare_text(result))
+        out[arch] = compare_numbers(result)
+    return out
+
+
+PARTS = {
+    "acceptance": part_acceptance,
+    "sgd": part_sgd,
+    "full": part_full,
+    "adam": part_adam,
+    "compare": part_compare,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--replot", type=Path, help="redraw the figures from this scratch dir")
+    args = parser.parse_args()
+    if args.replot:
+        replot(args.replot, FIGURES)
+        return
+    torch.set_num_threads(1)
+    quick = args.quick
+    args.sigmas = (1.0, 1000.0) if quick else SIGMAS
+    args.seeds = (0, 1) if quick else (0, 1, 2)
+    args.epochs = 1 if quick else 5
+    args.compare_seeds = (0,) if quick else (0, 1, 2, 3, 4)
+    args.compare_epochs = 1 if quick else 5
+    args.scratch = Path(tempfile.mkdtemp(prefix="nin_study_"))  # result files, for --replot
+    args.figures = args.scratch if quick else FIGURES  # a smoke run leaves docs alone
+    args.figures.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = json.loads(NUMBERS.read_text()) if NUMBERS.exists() and not quick else {}
+    for name in args.parts.split(","):
+        args.text = []
+        start = time.perf_counter()
+        out[name] = PARTS[name](args)
+        out[name]["text"] = "\n\n".join(args.text)
+        out.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 1)
+        print(f"{name}: {out['seconds'][name]} s", flush=True)
+        if not quick:
+            NUMBERS.write_text(json.dumps(out, indent=1, default=float))
+    # Every part's tables, in order, also those kept from an earlier run of other parts.
+    text = "\n\n".join(out[name]["text"] for name in PARTS if "text" in out.get(name, {}))
+    print(text)
+    if not quick:
+        TABLES.write_text(text + "\n")
+    print(json.dumps(out["seconds"]))
+
+
+if __name__ == "__main__":
+    main()

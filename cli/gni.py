@@ -1,0 +1,136 @@
+"""``walknoise gni`` and ``walknoise gni-plot``: the implicit gradient noise of GNI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.options import command_line, model_options, open_model, split_list
+from walknoise import gni_plots
+from walknoise.gni import PARAMS, GNISpec, load_gni, run_gni
+from walknoise.noise import KINDS
+from walknoise.plots import save_figure
+from walknoise.spec import parse_sigmas
+
+
+@click.command()
+@model_options
+@click.option(
+    "--data",
+    default="mnist",
+    show_default=True,
+    help="'mnist' (bundled 8,000-image train split) or a .pt/.npz file with x, y.",
+)
+@click.option("--noise", type=click.Choice(KINDS), default="additive", show_default=True)
+@click.option("--ratio", default=0.5, show_default=True, type=float, help="combined noise split.")
+@click.option("--sigma", default="0.1", show_default=True, help="A level, a list or a grid.")
+@click.option(
+    "--layers",
+    "layer_names",
+    default=None,
+    help="Injection points (names or globs); default: the input and every activation.",
+)
+@click.option("--params", type=click.Choice(PARAMS), default="weights", show_default=True)
+@click.option("--draws", default=100, show_default=True, type=int, help="Noise draws K per batch.")
+@click.option("--batches", default=10, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--max-coords", default=4096, show_default=True, type=int, help="Entries per tensor.")
+@click.option("--stable-fit", is_flag=True, help="Also fit a stable law (α, β); ~2 s per cell.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option(
+    "-o",
+    "--output",
+    default="gni.h5",
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def gni(
+    model_path: Path,
+    arch: str | None,
+    trust_pickle: bool,
+    data: str,
+    noise: str,
+    ratio: float,
+    sigma: str,
+    layer_names: str | None,
+    params: str,
+    draws: int,
+    batches: int,
+    batch_size: int,
+    max_coords: int,
+    stable_fit: bool,
+    seed: int,
+    device: str,
+    output: Path,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Tail index, skewness and kurtosis of the implicit gradient noise, per weight tensor."""
+    spec = GNISpec(
+        sigmas=parse_sigmas(sigma),
+        noise=noise,
+        ratio=ratio,
+        layers=split_list(layer_names),
+        params=params,
+        draws=draws,
+        batches=batches,
+        batch_size=batch_size,
+        max_coords=max_coords,
+        seed=seed,
+        stable_fit=stable_fit,
+        device=device,
+    )
+    loaded = open_model(model_path, arch, trust_pickle)
+    command = command_line(click.get_current_context())
+    result = run_gni(
+        loaded.model,
+        data,
+        spec,
+        output=output,
+        overwrite=overwrite,
+        progress=not quiet,
+        command=command,
+    )
+    click.echo(result.summary())
+    click.echo(f"wrote {output}")
+
+
+FIGURES = {
+    "sigma": "α, skewness, kurtosis vs σ (at --step, default the last)",
+    "training": "α, skewness, kurtosis vs training step (at --sigma, default the first)",
+    "histogram": "standardised noise density against N(0, 1) (at --sigma and --step)",
+}
+
+
+@click.command(
+    name="gni-plot",
+    help="Draw a gradient-noise file. KIND: "
+    + "; ".join(f"{k}: {v}" for k, v in FIGURES.items())
+    + ".",
+)
+@click.argument("kind", type=click.Choice(list(FIGURES)))
+@click.argument("results", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--sigma", default=None, type=float, help="σ to show (nearest in the file).")
+@click.option("--step", default=None, type=float, help="Training step to show (nearest).")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Image to write (default: gni-KIND.png).",
+)
+def gni_plot(
+    kind: str, results: Path, sigma: float | None, step: float | None, output: Path | None
+) -> None:
+    res = load_gni(results)
+    if kind == "sigma":
+        fig = gni_plots.over_sigma(res, step=step)
+    elif kind == "training":
+        fig = gni_plots.over_training(res, sigma=sigma)
+    else:
+        fig = gni_plots.histograms(res, sigma=sigma, step=step)
+    click.echo(f"wrote {save_figure(fig, output or Path(f'gni-{kind}.png'))}")

@@ -1,0 +1,254 @@
+"""``walknoise nin probe|compare``: Noise Injection Nodes as a probe and as a regulariser."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from cli.options import command_line
+from walknoise.errors import WalknoiseError
+from walknoise.nin_compare import METHODS, CompareConfig, compare
+from walknoise.nin_plots import compare_figure, niw_trajectories, phase_diagram, time_scales
+from walknoise.nin_probe import ProbeConfig, probe
+from walknoise.nin_report import compare_text, probe_text
+from walknoise.nin_train import OPTIMIZERS
+from walknoise.plots import save_figure
+
+OUT = click.Path(path_type=Path, dir_okay=False)
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise WalknoiseError(f"{what} {text!r} is not a comma-separated list of numbers") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise WalknoiseError(f"{what} {text!r}: give finite numbers such as 0.1,1,10")
+    return values
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise WalknoiseError(f"{what} {text!r} is not a comma-separated list of integers") from None
+
+
+def _fresh(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise WalknoiseError(f"{output} exists; pass --overwrite or choose another -o path")
+
+
+def _data_options(f: click.decorators.FC) -> click.decorators.FC:
+    f = click.option(
+        "--threads",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="torch CPU threads (1 is fastest for small models).",
+    )(f)
+    f = click.option("--test-data", default=None, help="Clean test set for a --data file.")(f)
+    f = click.option(
+        "--data",
+        default="mnist",
+        show_default=True,
+        help="'mnist' (bundled 8,000/2,000 split) or a .pt/.npz with x, y.",
+    )(f)
+    return click.option(
+        "--arch",
+        default="mlp",
+        show_default=True,
+        help="mlp, lenet5, cnn, or package.module:factory.",
+    )(f)
+
+
+@click.group()
+def nin() -> None:
+    """Noise Injection Nodes: probe learning dynamics (probe), regularise (compare)."""
+
+
+@nin.command("probe")
+@_data_options
+@click.option("--sigma-eps", default="0.1,1,10,100", show_default=True, help="σ_ε values.")
+@click.option("--lr", default="1e-3,1e-2,1e-1", show_default=True, help="Learning rates.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0,1,2.")
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True)
+@click.option(
+    "--where",
+    default="input",
+    show_default=True,
+    help="input (in-NINR), all (full-NINR) or Linear/Conv names, e.g. fc1,fc2.",
+)
+@click.option(
+    "--init-scale",
+    type=float,
+    default=None,
+    help="NIW init bound a of U(-a, a) (default: the layer's 1/sqrt(fan_in)).",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps between test evaluations (default: up to 500 per run).",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("-o", "--output", type=OUT, default="nin-probe.h5", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def probe_command(
+    arch: str,
+    data: str,
+    test_data: str | None,
+    threads: int,
+    sigma_eps: str,
+    lr: str,
+    seeds: str,
+    epochs: int,
+    batch_size: int,
+    optimizer: str,
+    where: str,
+    init_scale: float | None,
+    eval_every: int | None,
+    device: str,
+    output: Path,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Train one run per (σ_ε, lr, seed) with NINs, classify phases, draw the figures."""
+    names = tuple(n.strip() for n in where.split(",") if n.strip())
+    config = ProbeConfig(
+        sigma_eps=_floats(sigma_eps, "--sigma-eps"),
+        lr=_floats(lr, "--lr"),
+        seeds=_ints(seeds, "--seeds"),
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        where=names[0] if len(names) == 1 and names[0] in ("input", "all") else names,
+        init_scale=init_scale,
+        eval_every=eval_every,
+    )
+    _fresh(output, overwrite)
+    command = command_line(click.get_current_context())
+    result = probe(
+        arch,
+        data,
+        config,
+        test_data=test_data,
+        output=output,
+        device=device,
+        threads=threads,
+        progress=not quiet,
+        command=command,
+    )
+    click.echo(probe_text(result))
+    click.echo(f"wrote {output}")
+    stem = output.with_suffix("")
+    for name, draw in (
+        ("phases", phase_diagram),
+        ("niw", niw_trajectories),
+        ("timescales", time_scales),
+    ):
+        click.echo(f"wrote {save_figure(draw(result), f'{stem}-{name}.png')}")
+
+
+@nin.command("compare")
+@_data_options
+@click.option("--methods", default=",".join(METHODS), show_default=True)
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--nin-sigma",
+    default=CompareConfig.nin_sigma,
+    show_default=True,
+    type=float,
+    help="σ_ε of in-NINR and full-NINR.",
+)
+@click.option(
+    "--input-noise",
+    default=CompareConfig.input_noise,
+    show_default=True,
+    type=float,
+    help="σ of Gaussian noise on training inputs.",
+)
+@click.option(
+    "--weight-decay",
+    default=CompareConfig.weight_decay,
+    show_default=True,
+    type=float,
+    help="L2 penalty.",
+)
+@click.option(
+    "--dropout",
+    default=CompareConfig.dropout,
+    show_default=True,
+    type=float,
+    help="Drop probability after each hidden activation.",
+)
+@click.option(
+    "--test-sigmas",
+    default=",".join(f"{s:g}" for s in CompareConfig.test_sigmas),
+    show_default=True,
+    help="σ of Gaussian noise on the test inputs.",
+)
+@click.option("--walk-sigmas", default=CompareConfig.walk_sigmas, show_default=True)
+@click.option("--walk-repeats", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("-o", "--output", type=OUT, default="nin-compare.h5", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def compare_command(
+    arch: str,
+    data: str,
+    test_data: str | None,
+    threads: int,
+    methods: str,
+    seeds: str,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    nin_sigma: float,
+    input_noise: float,
+    weight_decay: float,
+    dropout: float,
+    test_sigmas: str,
+    walk_sigmas: str,
+    walk_repeats: int,
+    output: Path,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Train with no regulariser, in-/full-NINR, input noise, L2 and dropout; compare."""
+    config = CompareConfig(
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        seeds=_ints(seeds, "--seeds"),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        nin_sigma=nin_sigma,
+        input_noise=input_noise,
+        weight_decay=weight_decay,
+        dropout=dropout,
+        test_sigmas=_floats(test_sigmas, "--test-sigmas"),
+        walk_sigmas=walk_sigmas,
+        walk_repeats=walk_repeats,
+    )
+    _fresh(output, overwrite)
+    command = command_line(click.get_current_context())
+    result = compare(
+        arch,
+        data,
+        config,
+        test_data=test_data,
+        output=output,
+        threads=threads,
+        progress=not quiet,
+        command=command,
+    )
+    click.echo(compare_text(result))
+    click.echo(f"wrote {output}")
+    click.echo(f"wrote {save_figure(compare_figure(result), output.with_suffix('.png'))}")

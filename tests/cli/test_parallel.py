@@ -1,0 +1,107 @@
+"""`walknoise scan --jobs 2`: killed or interrupted, it loses nothing and leaves no workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import walknoise
+from tests.cli.test_faults import assert_same_cells
+
+SCAN = ("--sigmas", "log:1e-2:1e3:13", "--repeats", "4", "--quiet")
+# One intra-op thread everywhere: the serial reference and the workers do the same arithmetic.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def scan(model: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "cli", "scan", str(model), *SCAN, "-o", str(out), *extra]
+    return subprocess.Popen(
+        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (read from /proc; nothing is killed by name)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def outlive(pids: set[int], seconds: float = 10.0) -> set[int]:
+    """Those of ``pids`` still running after ``seconds`` (workers may be mid-import)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = {p for p in pids if Path(f"/proc/{p}").exists()}
+        if not left:
+            return left
+        time.sleep(0.1)
+    return left
+
+
+def wait_for_layers(out: Path, proc: subprocess.Popen[str], at_least: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and walknoise.load(out).dataset["layer_done"].values.sum() >= at_least:
+            return
+        time.sleep(0.05)
+    pytest.fail("the scan wrote no layer in time")
+
+
+@pytest.fixture(scope="module")
+def reference(mlp_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "serial.h5"
+    proc = scan(mlp_checkpoint, out, "--jobs", "1")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    return out
+
+
+@pytest.mark.slow
+def test_killed_parallel_scan_resumes_with_nothing_lost(
+    mlp_checkpoint: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed.h5"
+    proc = scan(mlp_checkpoint, out, "--jobs", "2")
+    wait_for_layers(out, proc, 1)
+    workers = children(proc.pid)
+    proc.kill()  # SIGKILL: no cleanup at all in the driver
+    proc.wait()
+    partial = walknoise.load(out).dataset
+    done = partial["layer_done"].values.astype(bool)
+    assert_same_cells(partial, walknoise.load(reference).dataset, done)
+    # at once: the killed driver's lock is gone, and no orphaned worker holds it
+    rerun = scan(mlp_checkpoint, out, "--jobs", "2")
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read() if rerun.stderr else ""
+    assert_same_cells(walknoise.load(out).dataset, walknoise.load(reference).dataset)
+    assert not outlive(workers), "workers outlived their killed driver"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_scan_within_a_second(
+    mlp_checkpoint: Path, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "stopped.h5"
+    proc = scan(mlp_checkpoint, out, "--jobs", "2")
+    wait_for_layers(out, proc, 1)
+    workers = children(proc.pid)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 1.5
+    assert proc.returncode == 130 and "interrupted: finished layers are saved" in err
+    partial = walknoise.load(out).dataset
+    done = partial["layer_done"].values.astype(bool)
+    assert done.any()
+    assert_same_cells(partial, walknoise.load(reference).dataset, done)
+    assert not outlive(workers), "workers outlived the interrupted driver"

@@ -1,0 +1,50 @@
+"""The sum-of-sines toy regression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from walknoise.errors import WalknoiseError
+from walknoise.gni import gradient_noise, noisy_loss
+from walknoise.gni_toy import fit, mse, sinusoids, split, toy_mlp
+from walknoise.points import INPUT
+
+
+def test_sinusoids_are_the_sum_of_phased_sines() -> None:
+    t, y = sinusoids(200, (5, 10), seed=3)
+    phases = np.random.default_rng(3).random(2)
+    want = sum(
+        np.sin(2 * np.pi * k * t.numpy()[:, 0] + 2 * np.pi * p)
+        for k, p in zip((5, 10), phases, strict=True)
+    )
+    assert t.shape == y.shape == (200, 1)
+    assert np.allclose(y.numpy()[:, 0], want, atol=1e-5)
+    assert torch.equal(sinusoids(50, seed=1)[1], sinusoids(50, seed=1)[1])
+    with pytest.raises(WalknoiseError):
+        sinusoids(1)
+
+
+def test_split_is_disjoint_and_seeded() -> None:
+    t, y = sinusoids(40)
+    xtr, _, xte, _ = split(t, y, 0.25, seed=2)
+    assert len(xtr) == 30 and len(xte) == 10
+    assert set(xtr[:, 0].tolist()).isdisjoint(xte[:, 0].tolist())
+    assert torch.equal(split(t, y, 0.25, seed=2)[2], xte)
+
+
+def test_toy_mlp_fits_and_gni_runs_on_it() -> None:
+    t, y = sinusoids(64, (1, 2))
+    model = toy_mlp(width=32, depth=2, seed=0)
+    assert [n for n, _ in model.named_children()][-1] == "fc3"
+    before = mse(model, t, y)
+    gen = torch.Generator().manual_seed(0)
+
+    def loss(m: torch.nn.Module, x: torch.Tensor, target: torch.Tensor):  # type: ignore[no-untyped-def]
+        return noisy_loss(m, x, target, [INPUT, "act1", "act2"], "additive", 0.01, 2, gen, "mse")
+
+    losses = fit(model, t, y, loss, steps=300, lr=1e-2)
+    assert len(losses) == 300 and mse(model, t, y) < before / 3
+    res = gradient_noise(model, (t, y), loss="mse", sigma=0.1, draws=10, batches=1)
+    assert np.all(np.isfinite(res.dataset["alpha"].values))

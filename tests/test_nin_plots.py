@@ -1,0 +1,92 @@
+"""NIN figures: drawn from real (tiny) results, saved as images, wrong input refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from tests import test_nin_compare as cmp
+from tests import test_nin_probe as prb
+from walknoise import nin_plots
+from walknoise.errors import WalknoiseError
+from walknoise.nin_compare import CompareConfig, CompareResult, compare
+from walknoise.nin_phases import PHASES
+from walknoise.nin_probe import ProbeConfig, ProbeResult, probe
+from walknoise.nin_train import torch_threads
+from walknoise.plots import save_figure
+
+
+@pytest.fixture(scope="module")
+def probed() -> ProbeResult:
+    train, test = prb.data()
+    config = ProbeConfig(
+        sigma_eps=(0.01, 30.0, 1e4), lr=(0.05, 0.2), seeds=(0, 1), epochs=2, where="all"
+    )
+    with torch_threads(1):
+        return probe(prb.small, train, config, test_data=test, progress=False)
+
+
+@pytest.fixture(scope="module")
+def compared() -> CompareResult:
+    train, test = cmp.data()
+    config = CompareConfig(
+        methods=("none", "in-ninr", "dropout"),
+        seeds=(0, 1),
+        epochs=2,
+        lr=1e-2,
+        test_sigmas=(1.0,),
+        walk_sigmas="0.1,1,10",
+        walk_repeats=1,
+    )
+    with torch_threads(1):
+        return compare(cmp.small, train, config, test_data=test, progress=False)
+
+
+def test_phase_diagram_names_each_cell(probed: ProbeResult) -> None:
+    fig = nin_plots.phase_diagram(probed)
+    assert isinstance(fig, Figure)
+    texts = [t.get_text().split("\n")[0] for t in fig.axes[0].texts]
+    grid = probed.phase_grid()
+    assert texts == [grid.iloc[i, j] for i in range(3) for j in range(2)]
+    assert all(t in PHASES for t in texts)
+
+
+def test_trajectories_one_panel_per_lr(probed: ProbeResult, tmp_path: Path) -> None:
+    fig = nin_plots.niw_trajectories(probed, seed=1)
+    assert len(fig.axes) == 2
+    assert len(fig.axes[0].lines) >= 3 + 1  # a line per σ_ε and the 'start' line
+    one = nin_plots.niw_trajectories(probed, nin="1")
+    assert "1" in (one._suptitle.get_text() if one._suptitle else "")
+    assert save_figure(fig, tmp_path / "niw.png").stat().st_size > 10_000
+
+
+def test_time_scales(probed: ProbeResult) -> None:
+    fig = nin_plots.time_scales(probed)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    drawn = [line for line in ax.lines if len(line.get_xdata()) == 3]
+    assert len(drawn) == 2 * 3  # (NIW, train, test) per learning rate
+    xs = np.asarray(drawn[0].get_xdata(), dtype=float)
+    assert np.allclose(xs, [0.01, 30.0, 1e4])
+
+
+def test_compare_figure(compared: CompareResult, tmp_path: Path) -> None:
+    fig = nin_plots.compare_figure(compared)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["none", "in-ninr", "dropout"]
+    assert right.get_yscale() == "log"
+    save_figure(fig, tmp_path / "compare.png")
+
+
+def test_wrong_inputs(probed: ProbeResult, compared: CompareResult) -> None:
+    with pytest.raises(WalknoiseError, match="ProbeResult"):
+        nin_plots.phase_diagram(compared)
+    with pytest.raises(WalknoiseError, match="CompareResult"):
+        nin_plots.compare_figure(probed)
+    with pytest.raises(WalknoiseError, match="seed 9"):
+        nin_plots.niw_trajectories(probed, seed=9)
+    with pytest.raises(WalknoiseError, match="no NIN at"):
+        nin_plots.niw_trajectories(probed, nin="fc9")
