@@ -1,5 +1,6 @@
 """The measurements behind docs/gni.md: implicit gradient noise of GNI on MNIST and a toy.
 
+0. Calibration: what the tail-index estimator reads on known laws under each scaling.
 1. An MLP trained on bundled MNIST: α, skewness, kurtosis per weight tensor over a σ grid,
    additive and multiplicative noise (walknoise.gni.gradient_noise).
 2. The same MLP trained with plain (implicit) multiplicative GNI, the noise tracked over
@@ -35,6 +36,7 @@ from walknoise.gni_toy import fit, mse, sinusoids, split, toy_mlp
 from walknoise.gni_train import GNITracker, NoisyLoss
 from walknoise.models import build_model
 from walknoise.plots import save_figure
+from walknoise.tails import robust_columns, standardize, standardize_columns, tail_index
 from walknoise.training import TrainConfig, seeded_init, train_model
 
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
@@ -163,10 +165,31 @@ def toy_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse
     return stats_rows(res.dataset)
 
 
+def part_calibration(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """What α̂ reads on known laws, pooled and scaled as the three standardisations do."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    cal: dict[str, float] = {}
+    for n in (100_000, 1_000_000):
+        cal[f"laplace_n{n}"] = tail_index(rng.laplace(size=n), rng=rng)
+        cal[f"student_t3_n{n}"] = tail_index(rng.standard_t(3, size=n), rng=rng)
+    shape = (10, 100, 1000)  # batches × draws × coordinates, as a measurement has
+    scales = np.exp(rng.normal(0.0, 1.0, size=(10, 1, 1000)))
+    for alpha in (1.5, 1.8, 2.0):
+        x = stats.levy_stable.rvs(alpha, 0.0, size=shape, random_state=rng)
+        x = (x - x.mean(axis=1, keepdims=True)) * scales
+        cal[f"stable{alpha}_layer"] = tail_index(standardize(x).ravel(), rng=rng)
+        cal[f"stable{alpha}_coordinate"] = tail_index(standardize_columns(x, 1).ravel(), rng=rng)
+        cal[f"stable{alpha}_robust"] = tail_index(robust_columns(x, 1).ravel(), rng=rng)
+    out["calibration"] = {k: round(v, 3) for k, v in cal.items()}
+    print(out["calibration"], flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
-    parser.add_argument("--parts", default="sigma,training,marginal,toy")
+    parser.add_argument("--parts", default="calibration,sigma,training,marginal,toy")
     parser.add_argument("--scratch", default="/tmp")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -186,6 +209,7 @@ def main() -> None:
     out: dict[str, Any] = json.loads(NUMBERS.read_text()) if NUMBERS.exists() and not quick else {}
     parts = {"sigma": part_sigma, "training": part_training, "marginal": part_marginal_mnist}
     parts["toy"] = part_toy
+    parts["calibration"] = part_calibration
     for name in args.parts.split(","):
         start = time.perf_counter()
         parts[name](args, out)
