@@ -43,7 +43,8 @@ def test_search_on_a_real_scan_matches_the_grid(trained_mlp, data) -> None:  # t
     found = walknoise.scan(trained_mlp, data, midpoint_search=True, **kwargs)
     ds = found.dataset
     reached = grid.dataset["midpoint_status"].values == REACHED
-    np.testing.assert_allclose(ds["midpoint"].values[reached],
-                               grid.dataset["midpoint"].values[reached], rtol=0.05)
+    np.testing.assert_allclose(
+        ds["midpoint"].values[reached], grid.dataset["midpoint"].values[reached], rtol=0.05
+    )
     assert (ds["search_visits"].values <= 25 / 4).all()
     assert np.isnan(ds["accuracy"].values).all()  # the grid itself was never walked
