@@ -94,7 +94,7 @@ class Flaky:
 
 def test_failed_layer_is_retried_then_reported(trained_mlp, data, tmp_path, caplog) -> None:
     flaky, out = Flaky("fc1"), tmp_path / "r.h5"
-    with pytest.raises(WalknoiseError, match=r"1 layers failed \(job 7_1 failed.*run the same"):
+    with pytest.raises(WalknoiseError, match=r"1 layer failed \(job 7_1 failed.*run the same"):
         walknoise.scan(trained_mlp, data, output=out, executor=flaky, **SCAN)
     assert flaky.calls.count("fc1") == 2  # the first try and one retry
     assert "layer fc1: job 7_1 failed" in caplog.text
@@ -131,17 +131,6 @@ def test_executor_names_and_errors() -> None:
         make_executor("auto", 0)
     with pytest.raises(WalknoiseError, match="--slurm-gpus"):
         SlurmOptions(gpus=-1)
-
-
-def test_portable_work_moves_nothing_it_does_not_need(trained_mlp, data) -> None:
-    from walknoise.plan import make_plan
-    from walknoise.spec import ScanSpec, parse_sigmas
-
-    plan = make_plan(trained_mlp, data, ScanSpec(sigmas=parse_sigmas("0.1,1")))
-    work = LayerWork(trained_mlp, plan).portable(threads=2)
-    assert work.model is trained_mlp and work.threads == 2  # on the CPU already: no copy
-    assert work.localized() is work
-    assert isinstance(work.plan.x, torch.Tensor)
 
 
 def test_executor_by_name_or_object(trained_mlp, data) -> None:

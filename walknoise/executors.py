@@ -15,6 +15,7 @@ anywhere loses at most the layers in flight, and a rerun computes only what is m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -90,26 +91,49 @@ class Joblib:
         shipped = work.portable(threads)
         driver = os.getpid()
         calls = (joblib.delayed(run_in_worker)(shipped, task, driver) for task in tasks)
-        try:
-            parallel = joblib.Parallel(
-                n_jobs=self.jobs, batch_size=1, return_as="generator_unordered"
-            )
-        except ValueError:  # a backend that cannot stream (e.g. multiprocessing, Ray)
-            parallel = joblib.Parallel(n_jobs=self.jobs, batch_size=1, return_as="list")
-        yield from parallel(calls)
+        with _watched_workers(driver):
+            try:
+                parallel = joblib.Parallel(
+                    n_jobs=self.jobs, batch_size=1, return_as="generator_unordered"
+                )
+            except ValueError:  # a backend that cannot stream (e.g. multiprocessing, Ray)
+                parallel = joblib.Parallel(n_jobs=self.jobs, batch_size=1, return_as="list")
+            yield from parallel(calls)
 
     def cancel(self) -> str | None:
         return None  # workers exit with the driver (exit_with_parent)
+
+
+def _watched_workers(driver: int) -> contextlib.AbstractContextManager[Any]:
+    """With joblib's default (loky) backend, every worker watches the driver from its start,
+    not only from its first task: a worker still starting when the driver is killed would
+    otherwise wait for work until loky's idle timeout (5 minutes). Other backends (Dask,
+    Ray, chosen with ``joblib.parallel_config``) are left as configured."""
+    from joblib.parallel import LokyBackend, get_active_backend, parallel_config
+
+    backend, _ = get_active_backend()
+    if not isinstance(backend, LokyBackend):
+        return contextlib.nullcontext()
+    kwargs = {**backend.backend_kwargs, "initializer": _watch, "initargs": (driver,)}
+    config: contextlib.AbstractContextManager[Any] = parallel_config(backend="loky", **kwargs)
+    return config
 
 
 def exit_with_parent(driver: int) -> None:
     """In a local worker: end this process soon after the driver ends (Ctrl-C, kill), instead
     of finishing a layer nobody will store. Only for direct children of the driver: a Dask or
     Ray worker has another parent and is left alone."""
-    if os.getppid() != driver or any(t.name == "walknoise-parent" for t in threading.enumerate()):
+    if os.getppid() == driver:
+        _watch(driver)
+
+
+def _watch(driver: int) -> None:
+    """Exit when the parent is no longer ``driver`` (already, or later); ignore Ctrl-C, which
+    the driver handles. Loky runs this first in every worker it starts for us."""
+    if any(t.name == "walknoise-parent" for t in threading.enumerate()):
         return
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == driver:
@@ -239,7 +263,7 @@ def _outcome(job: Any, task: LayerTask) -> Outcome:
 
 
 def _first_line(err: BaseException) -> str:
-    text = " ".join(str(err).split("\n")[:1]) or type(err).__name__
+    text = str(err).split("\n")[0] or type(err).__name__
     return f"{type(err).__name__}: {text[:200]}"
 
 

@@ -115,25 +115,42 @@ def run_spec(
         for r in range(spec.repeats):  # trained once here, not once per worker
             trainer.clean_accuracy(r)
     work = LayerWork(model, plan, trainer)
-    tasks = _todo(ds, plan)
-    cells_per_layer = spec.repeats * len(spec.sigmas)
-    with tqdm(
-        total=len(tasks) * cells_per_layer, unit="cell", disable=not progress, desc="scan"
-    ) as bar:
+    failed = _run_all(executor, work, _todo(ds, plan), ds, path, progress, retries)
+    if failed:
+        where = f"finished layers are saved in {path}; " if path else ""
+        raise WalknoiseError(
+            f"{_count(failed)} failed ({failed[0].message}); {where}"
+            "run the same scan again to compute the rest"
+        )
+    return Result(ds)
+
+
+def _run_all(
+    executor: Executor,
+    work: LayerWork,
+    tasks: list[LayerTask],
+    ds: xr.Dataset,
+    path: Path | None,
+    progress: bool,
+    retries: int,
+) -> list[LayerFailed]:
+    """Every task, and failed ones again up to ``retries`` times; the ones that still fail."""
+    spec = work.plan.spec
+    cells = spec.repeats * len(spec.sigmas)
+    failed: list[LayerFailed] = []
+    with tqdm(total=len(tasks) * cells, unit="cell", disable=not progress, desc="scan") as bar:
         for attempt in range(retries + 1):
-            failed = _run(executor, work, tasks, ds, path, bar, cells_per_layer)
+            failed = _run(executor, work, tasks, ds, path, bar, cells)
             if not failed:
                 break
             tasks = [f.task for f in failed]
             again = "submitting them again" if attempt < retries else "giving up"
-            log.warning("walknoise: %d layers failed, %s", len(failed), again)
-    if failed:
-        where = f"finished layers are saved in {path}; " if path else ""
-        raise WalknoiseError(
-            f"{len(failed)} layers failed ({failed[0].message}); {where}"
-            "run the same scan again to compute the rest"
-        )
-    return Result(ds)
+            log.warning("walknoise: %s failed, %s", _count(failed), again)
+    return failed
+
+
+def _count(failed: list[LayerFailed]) -> str:
+    return f"{len(failed)} layer{'s' if len(failed) != 1 else ''}"
 
 
 def _planning_device(spec: ScanSpec, executor: Executor) -> torch.device | None:

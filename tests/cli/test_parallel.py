@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 
 import walknoise
+from tests.cli.conftest import assert_user_error, invoke
 from tests.cli.test_faults import assert_same_cells
 
 SCAN = ("--sigmas", "log:1e-2:1e3:13", "--repeats", "4", "--quiet")
 # One intra-op thread everywhere: the serial reference and the workers do the same arithmetic.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-IN_PROGRESS = "issue 5 in progress: loky workers outlive a killed --jobs driver"
 
 
 def scan(model: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
@@ -69,20 +68,31 @@ def reference(mlp_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
+def wait_for_workers(proc: subprocess.Popen[str]) -> None:
+    """Until the driver has started its workers (2 and loky's resource tracker)."""
+    deadline = time.monotonic() + 120
+    while len(children(proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 @pytest.mark.slow
-@pytest.mark.skip(reason=IN_PROGRESS)
+@pytest.mark.parametrize("when", ["workers starting", "layers written"])
 def test_killed_parallel_scan_resumes_with_nothing_lost(
-    mlp_checkpoint: Path, reference: Path, tmp_path: Path
+    mlp_checkpoint: Path, reference: Path, tmp_path: Path, when: str
 ) -> None:
     out = tmp_path / "killed.h5"
     proc = scan(mlp_checkpoint, out, "--jobs", "2")
-    wait_for_layers(out, proc, 1)
+    if when == "workers starting":  # before any has a task: they must still notice
+        wait_for_workers(proc)
+    else:
+        wait_for_layers(out, proc, 1)
     workers = children(proc.pid)
     proc.kill()  # SIGKILL: no cleanup at all in the driver
     proc.wait()
-    partial = walknoise.load(out).dataset
-    done = partial["layer_done"].values.astype(bool)
-    assert_same_cells(partial, walknoise.load(reference).dataset, done)
+    if out.exists():
+        partial = walknoise.load(out).dataset
+        done = partial["layer_done"].values.astype(bool)
+        assert_same_cells(partial, walknoise.load(reference).dataset, done)
     # at once: the killed driver's lock is gone, and no orphaned worker holds it
     rerun = scan(mlp_checkpoint, out, "--jobs", "2")
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read() if rerun.stderr else ""
@@ -91,7 +101,6 @@ def test_killed_parallel_scan_resumes_with_nothing_lost(
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason=IN_PROGRESS)
 def test_ctrl_c_stops_a_parallel_scan_within_a_second(
     mlp_checkpoint: Path, reference: Path, tmp_path: Path
 ) -> None:
@@ -109,3 +118,18 @@ def test_ctrl_c_stops_a_parallel_scan_within_a_second(
     assert done.any()
     assert_same_cells(partial, walknoise.load(reference).dataset, done)
     assert not outlive(workers), "workers outlived the interrupted driver"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--jobs", "0"), "--jobs must be at least 1"),
+        (("--executor", "slurm", "--slurm-cpus", "0"), "--slurm-cpus and --slurm-time >= 1"),
+    ],
+)
+def test_bad_execution_options_are_one_line(
+    mlp_checkpoint: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = invoke("scan", mlp_checkpoint, *args, "-o", tmp_path / "r.h5")
+    assert_user_error(result, message)
+    assert not (tmp_path / "r.h5").exists()
