@@ -49,10 +49,10 @@ def compare(arch: str, repeats: int) -> None:
         reached = grid["midpoint_status"].values[i] == REACHED
         err = abs(s / g - 1) if reached else float("nan")
         errors.append(err)
-        print(f"{layer:<10} {g:10.4g} {s:10.4g} {err:7.1%} {visits[i]:9d}")
-    cells = visits.sum() * repeats
+        print(f"{layer:<10} {g:10.4g} {s:10.4g} {err:7.1%} {int(visits[i]):9d}")
+    cells = int(visits.sum()) * repeats
     print(
-        f"largest error {np.nanmax(errors):.1%}; most σ visited {visits.max()} of 25 "
+        f"largest error {np.nanmax(errors):.1%}; most σ visited {int(visits.max())} of 25 "
         f"(limit 6.25); cells {cells} vs {25 * repeats * len(visits)} "
         f"({cells / (25 * repeats * len(visits)):.0%}); time {t_search:.1f} s vs {t_grid:.1f} s"
     )

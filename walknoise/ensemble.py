@@ -118,9 +118,9 @@ class Ensemble:
             for h in handles:
                 h.remove()
 
-    def draw(self, gens: dict[int, torch.Generator], batch: int) -> list[Tensor]:
-        """ε of every call for every member: drawn once per seed, as one-by-one runs do."""
-        per_seed = {
+    def draw(self, gens: dict[int, torch.Generator], batch: int) -> dict[int, list[Tensor]]:
+        """Per seed, ε of every call: drawn once per seed, as the one-by-one runs do."""
+        return {
             seed: [
                 torch.randn(
                     (self.noise.draws, batch, *shape),
@@ -132,10 +132,6 @@ class Ensemble:
             ]
             for seed, gen in gens.items()
         }
-        return [
-            torch.stack([per_seed[seed][k] for _, seed in self.members])
-            for k in range(len(self.calls))
-        ]
 
 
 def train_ensemble(
@@ -199,15 +195,26 @@ def _loop(
         else None
     )
     clamped = [params[f"{n}.weight"] for n in param_layers(base)] if clamp is not None else []
-    step = _step_fn(base, draws)
+    # One seed: every member sees the same batch and ε, passed once (unbatched), which
+    # also turns the first layer's convolution into one wide one instead of a grouped one.
+    shared = len(seeds) == 1
+    step = _step_fn(base, draws, shared, len(ens.calls))
     base.train()
     for _ in range(config.epochs):
         orders = {s: torch.randperm(len(x), generator=g) for s, g in order_gens.items()}
         for start in range(0, len(x), config.batch_size):
             idx = {s: o[start : start + config.batch_size] for s, o in orders.items()}
-            xb = torch.stack([x[idx[s]] for _, s in ens.members]).to(ens.device)
-            yb = torch.stack([y[idx[s]] for _, s in ens.members]).to(ens.device, torch.long)
-            eps = ens.draw(noise_gens, xb.shape[1])
+            per_seed = ens.draw(noise_gens, len(idx[seeds[0]]))
+            if shared:
+                xb, yb, eps = x[idx[seeds[0]]], y[idx[seeds[0]]], per_seed[seeds[0]]
+            else:
+                xb = torch.stack([x[idx[s]] for _, s in ens.members])
+                yb = torch.stack([y[idx[s]] for _, s in ens.members])
+                eps = [
+                    torch.stack([per_seed[s][k] for _, s in ens.members])
+                    for k in range(len(ens.calls))
+                ]
+            xb, yb = xb.to(ens.device), yb.to(ens.device, torch.long)
             loss = step(params, buffers, xb, yb, sigma, eps)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -219,8 +226,9 @@ def _loop(
                     w.clamp_(-clamp, clamp)  # type: ignore[operator]
 
 
-def _step_fn(base: nn.Module, draws: Draws) -> Callable[..., Tensor]:
-    """Summed loss of all members: each member's gradient is that of its own mean loss."""
+def _step_fn(base: nn.Module, draws: Draws, shared: bool, calls: int) -> Callable[..., Tensor]:
+    """Summed loss of all members: each member's gradient is that of its own mean loss.
+    ``shared``: data and ε are the same for every member (one tensor, not a stack)."""
 
     def member_loss(
         p: dict[str, Tensor],
@@ -234,7 +242,8 @@ def _step_fn(base: nn.Module, draws: Draws) -> Callable[..., Tensor]:
         logits = functional_call(base, (p, b), (xb,))
         return F.cross_entropy(logits, yb)
 
-    batched = vmap(member_loss)
+    data_dim = None if shared else 0
+    batched = vmap(member_loss, in_dims=(0, 0, data_dim, data_dim, 0, *[data_dim] * calls))
 
     def step(
         p: dict[str, Tensor],

@@ -172,9 +172,14 @@ class TrainPhase:
         x = self.train_data.x
         widest = widest_activation(fresh(self.template, self.seed), x)
         size = group_size(widest, self.config.batch_size)
+        # one seed per ensemble: its members share every batch and every ε (see ensemble.py)
+        groups = [
+            [(j, r) for j in range(start, min(start + size, len(sigmas)))]
+            for r in range(repeats)
+            for start in range(0, len(sigmas), size)
+        ]
         out: dict[tuple[int, int], nn.Module] = {}
-        for start in range(0, len(cells), size):
-            group = cells[start : start + size]
+        for group in groups:
             members = [(float(sigmas[j]), self.seed + r) for j, r in group]
             models = train_ensemble(
                 [fresh(self.template, seed) for _, seed in members],
