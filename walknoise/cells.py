@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from walknoise.layout import fast_layout
 from walknoise.metrics import BatchStats, layer_midpoint
 from walknoise.noise import make_noise
 from walknoise.plan import Plan, resolve_device, widest_after
@@ -119,12 +120,17 @@ def _eval_layer(
 ) -> dict[str, Any]:
     """Eval-only cells: the given model, or with a train phase the clean model of each seed."""
     spec = plan.spec
+    model = fast_layout(model, plan.x)
     if spec.midpoint_search:
         return _search_layer(model, plan, layer)
     acc, loss, nonfin = (np.full((len(spec.sigmas), spec.repeats), np.nan) for _ in range(3))
     clean = plan.clean.accuracy
     for r in range(spec.repeats):
-        net = model if trainer is None else trainer.clean_model(r).to(plan.device)
+        net = (
+            model
+            if trainer is None
+            else fast_layout(trainer.clean_model(r).to(plan.device), plan.x)
+        )
         runner = _runner(net, plan)
         stats: BatchStats = runner.run_repeat(
             layer, plan.points_of(layer), plan.scales_of(layer), spec.seed, r
