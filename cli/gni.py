@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line, model_options, open_model, split_list
+from cli.options import command_line, model_options, open_model
 from walknoise import gni_plots
 from walknoise.gni import PARAMS, GNISpec, load_gni, run_gni
 from walknoise.noise import KINDS
 from walknoise.plots import save_figure
-from walknoise.spec import parse_sigmas
+from walknoise.spec import parse_sigmas, split_names
 
 
 @click.command()
@@ -74,7 +74,7 @@ def gni(
         sigmas=parse_sigmas(sigma),
         noise=noise,
         ratio=ratio,
-        layers=split_list(layer_names),
+        layers=split_names(layer_names),
         params=params,
         draws=draws,
         batches=batches,

@@ -34,13 +34,6 @@ def open_model(model_path: Path, arch: str | None, trust_pickle: bool) -> Loaded
     return load_model(model_path, arch=arch, trust_pickle=trust_pickle)
 
 
-def split_list(value: str | None) -> tuple[str, ...] | None:
-    """``a,b , c`` -> ``("a", "b", "c")``; empty -> None."""
-    if not value:
-        return None
-    return tuple(v.strip() for v in value.split(",") if v.strip()) or None
-
-
 def command_line(ctx: click.Context) -> str:
     """The command as the user gave it (defaults left out), rebuilt from parsed parameters."""
     words = ["walknoise", *ctx.command_path.split()[1:]]

@@ -13,12 +13,11 @@ from cli.options import (
     command_line,
     model_options,
     open_model,
-    split_list,
     train_phase_options,
 )
 from walknoise.noise import KINDS
 from walknoise.report import midpoint_table
-from walknoise.spec import ScanSpec, parse_sigmas
+from walknoise.spec import ScanSpec, parse_sigmas, split_names
 from walknoise.trainphase import train_phase_spec
 from walknoise.walk import resolve_device, run_spec
 
@@ -125,8 +124,8 @@ def scan(
         noise=noise,
         ratio=ratio,
         repeats=repeats,
-        layers=split_list(layer_names),
-        types=split_list(types),
+        layers=split_names(layer_names),
+        types=split_names(types),
         include_global=not no_global,
         midpoint_search=midpoint_search,
         rtol=rtol,

@@ -213,3 +213,11 @@ def test_relative_sigma_records_scale(trained_mlp, data) -> None:
         expected, rel=1e-4
     )
     assert result.dataset.attrs["sigma_mode"] == "relative"
+
+
+def test_layers_as_a_comma_separated_string_or_a_list(trained_mlp, data) -> None:
+    kw = dict(sigmas="0.1,1", repeats=1, progress=False)
+    text = walknoise.scan(trained_mlp, data, layers="fc1, act*", **kw)
+    listed = walknoise.scan(trained_mlp, data, layers=["fc1", "act*"], **kw)
+    assert list(text.accuracy["layer"].values) == list(listed.accuracy["layer"].values)
+    assert "fc1" in text.accuracy["layer"].values and "<input>" not in text.accuracy["layer"]

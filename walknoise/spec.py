@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -111,6 +112,14 @@ class ScanSpec:
             d.pop(key)
         d["sigmas"] = list(d["sigmas"])
         return d
+
+
+def split_names(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``"a,b , c"`` or ``["a", "b", "c"]`` -> ``("a", "b", "c")``; empty -> None."""
+    if not value:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(v.strip() for v in parts if v.strip()) or None
 
 
 def check_sigmas(sigmas: tuple[float, ...]) -> None:

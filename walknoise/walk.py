@@ -25,7 +25,7 @@ from walknoise.lock import locks_output
 from walknoise.noise import make_noise
 from walknoise.plan import Plan, make_plan, prepare, resolve_device
 from walknoise.result import Result
-from walknoise.spec import ScanSpec, parse_sigmas
+from walknoise.spec import ScanSpec, parse_sigmas, split_names
 from walknoise.training import TrainConfig
 from walknoise.trainphase import TrainPhase
 
@@ -40,7 +40,7 @@ def scan(
     *,
     noise: str = "additive",
     sigmas: str | Sequence[float] = "log:1e-2:1e3:31",
-    layers: Sequence[str] | None = None,
+    layers: str | Sequence[str] | None = None,
     repeats: int = 5,
     output: str | Path | None = None,
     overwrite: bool = False,
@@ -52,17 +52,19 @@ def scan(
 ) -> Result:
     """Evaluate ``model`` with noise at each layer (and all at once) over a σ grid.
 
-    ``data`` is a name (``"mnist"``), an ``(x, y)`` pair, a ``Dataset``/``DataLoader`` or a
-    ``.pt``/``.npz`` path. Further ``options`` are ``ScanSpec`` fields (``ratio``, ``types``,
-    ``relative``, ``include_global``, ``seed``, ``batch_size``, ``max_batch``, ``device``,
-    ``phase``, ``train``, ``clamp``, ``train_data``). With ``output``, each finished layer is
+    ``layers`` (and the ``types`` option) are names or globs, as a list or comma-separated
+    (``"conv*,fc1"``). ``data`` is a name (``"mnist"``), an ``(x, y)`` pair, a
+    ``Dataset``/``DataLoader`` or a ``.pt``/``.npz`` path. Further ``options`` are
+    ``ScanSpec`` fields (``ratio``, ``types``, ``relative``, ``include_global``, ``seed``,
+    ``batch_size``, ``max_batch``, ``device``, ``phase``, ``train``, ``clamp``,
+    ``train_data``). With ``output``, each finished layer is
     written at once and a rerun resumes. ``jobs > 1`` computes layers in that many worker
     processes; ``executor`` is a name (``auto``, ``serial``, ``joblib``, ``slurm``) or an
     executor from ``walknoise.executors``.
     """
     grid = parse_sigmas(sigmas) if isinstance(sigmas, str) else tuple(float(s) for s in sigmas)
     if options.get("types") is not None:
-        options["types"] = tuple(options["types"])
+        options["types"] = split_names(options["types"])
     train_source = options.get("train_data")
     if train_source is not None and not isinstance(train_source, str):
         train_source = resolve_data(train_source)  # in-memory data: its name goes in the spec
@@ -71,7 +73,7 @@ def scan(
         sigmas=grid,
         noise=noise,
         repeats=repeats,
-        layers=tuple(layers) if layers else None,
+        layers=split_names(layers),
         **options,
     )
     return run_spec(
