@@ -1,19 +1,27 @@
-"""Eval-only walk on bundled MNIST: walknoise against the naive loop, same run (LeNet-5, MLP).
+"""Eval-only walk on bundled MNIST: walknoise against the naive loop in the same run, and the
+adaptive midpoint search against the full grid.
 
-The naive loop is what people hand-write: for every (layer, σ, repeat) cell, a forward hook
-that adds fresh noise and a full forward pass over the data. walknoise runs the layers before
-the noisy point once per batch, fans the activation out into one copy per σ and reuses one ε
-for every σ (common random numbers).
+The naive loop is the reference method: for every (layer, σ, repeat) cell, a forward hook
+that adds fresh noise and a full forward pass over the data in batches of 128 (the Walking
+Noise code's DataLoader batch size; ``--naive-batch`` changes it). walknoise runs the layers
+before the noisy point once per batch, fans the activation out into one copy per σ, reuses
+one ε for every σ (common random numbers) and runs convolutions channels-last on the CPU.
+The search finds each midpoint from a handful of σ; its error is against the grid's midpoint.
 
-    python benchmarks/bench_walk.py            # 12 points × 25 σ × 5 repeats (minutes)
-    python benchmarks/bench_walk.py --quick    # 12 points × 9 σ × 2 repeats
-    python benchmarks/bench_walk.py --arch mlp # the 3×64 MLP instead
+    python benchmarks/bench_scan.py            # LeNet-5 and MLP, all points × 25 σ × 5 repeats
+    python benchmarks/bench_scan.py --quick    # 9 σ × 2 repeats
+    python benchmarks/bench_scan.py --arch mlp
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +29,7 @@ from torch import nn
 
 import walknoise
 from walknoise.data import resolve_data
+from walknoise.metrics import REACHED
 from walknoise.models import build_model
 from walknoise.points import discover, select
 from walknoise.training import TrainConfig, seeded_init, train_model
@@ -33,7 +42,7 @@ def naive(
     layers: list[str],
     sigmas: np.ndarray,
     repeats: int,
-    batch: int = 500,
+    batch: int,
 ) -> np.ndarray:
     """One full forward pass per cell with a plain additive-noise hook."""
     modules = dict(model.named_modules())
@@ -63,37 +72,103 @@ def naive(
     return acc
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--arch", choices=["lenet5", "mlp"], default="lenet5")
-    args = parser.parse_args()
-    n_sigma, repeats = (9, 2) if args.quick else (25, 5)
-    sigmas = np.logspace(-2, 3, n_sigma)
-    train, test = resolve_data("mnist:train"), resolve_data("mnist:test")
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+@contextmanager
+def peak_rss() -> Iterator[dict[str, float]]:
+    """Highest RSS above the starting RSS while the block runs, sampled every 2 ms."""
+    found, stop, start = {"peak": 0.0}, threading.Event(), rss_mib()
+
+    def sample() -> None:
+        while not stop.wait(0.002):
+            found["peak"] = max(found["peak"], rss_mib() - start)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    with peak_rss() as mem:
+        start = time.perf_counter()
+        out = fn()
+        seconds = time.perf_counter() - start
+    return out, seconds, mem["peak"]
+
+
+def trained(arch: str) -> nn.Module:
+    train = resolve_data("mnist:train")
     with seeded_init(0):
-        model = build_model(args.arch)
+        model = build_model(arch)
     train_model(model, train.x, train.y, TrainConfig(epochs=3), progress=False)
+    return model.eval()
+
+
+def walk(arch: str, n_sigma: int, repeats: int, naive_batch: int) -> None:
+    model, test = trained(arch), resolve_data("mnist:test")
+    sigmas = np.logspace(-2, 3, n_sigma)
     layers = [p.name for p in select(discover(model, test.input_shape))]
     cells = len(layers) * n_sigma * repeats
     print(
-        f"{args.arch}, {len(test)} images, {len(layers)} points × {n_sigma} σ × {repeats} "
-        f"repeats = {cells} cells, {torch.get_num_threads()} threads"
+        f"\n{arch}: {len(test)} images, {len(layers)} points × {n_sigma} σ × {repeats} "
+        f"repeats = {cells} cells, {torch.get_num_threads()} threads, load "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    slow, t_naive, m_naive = timed(
+        lambda: naive(model, test.x, test.y, layers, sigmas, repeats, naive_batch)
+    )
+    kwargs: dict[str, Any] = dict(sigmas=sigmas.tolist(), repeats=repeats, progress=False)
+    grid, t_fast, m_fast = timed(lambda: walknoise.scan(model, test, **kwargs).dataset)
+    print(f"{'':16}{'time':>9} {'cells/s':>9} {'peak RSS':>10}")
+    for name, t, m in (
+        (f"naive (batch {naive_batch})", t_naive, m_naive),
+        ("walknoise.scan", t_fast, m_fast),
+    ):
+        print(f"{name:<16}{t:8.1f}s {cells / t:9.1f} {m:7.0f} MiB")
+    print(f"speed-up        {t_naive / t_fast:8.1f}×")
+    per_layer = grid["accuracy"].sel(layer=layers).mean("repeat").values
+    gap = np.abs(slow.mean(axis=2) - per_layer).max()
+    print(f"largest gap in repeat-mean accuracy (different noise draws): {gap:.3f}")
+    search(model, test, grid, kwargs, t_fast)
+
+
+def search(model: nn.Module, test: Any, grid: Any, kwargs: dict[str, Any], t_grid: float) -> None:
+    found, t_search, _ = timed(
+        lambda: walknoise.scan(model, test, midpoint_search=True, **kwargs).dataset
+    )
+    n_sigma, repeats = len(kwargs["sigmas"]), kwargs["repeats"]
+    print(f"{'layer':<10} {'grid mid':>10} {'search mid':>10} {'error':>7} {'σ visited':>9}")
+    errors, visits = [], found["search_visits"].values
+    for i, layer in enumerate(grid["layer"].values):
+        g, s = grid["midpoint"].values[i], found["midpoint"].values[i]
+        reached = grid["midpoint_status"].values[i] == REACHED
+        err = abs(s / g - 1) if reached else float("nan")
+        errors.append(err)
+        print(f"{layer:<10} {g:10.4g} {s:10.4g} {err:7.1%} {int(visits[i]):9d}")
+    cells, full = int(visits.sum()) * repeats, n_sigma * repeats * len(visits)
+    print(
+        f"search: largest error {np.nanmax(errors):.1%}; most σ visited {int(visits.max())} "
+        f"of {n_sigma}; cells {cells} of {full} ({cells / full:.0%}); "
+        f"{t_search:.1f} s vs {t_grid:.1f} s for the grid"
     )
 
-    start = time.perf_counter()
-    slow = naive(model, test.x, test.y, layers, sigmas, repeats)
-    t_naive = time.perf_counter() - start
-    start = time.perf_counter()
-    fast = walknoise.scan(
-        model, test, sigmas=sigmas.tolist(), repeats=repeats, include_global=False, progress=False
-    )
-    t_fast = time.perf_counter() - start
-    gap = np.abs(slow.mean(axis=2) - fast.accuracy.mean("repeat").values).max()
-    print(f"naive loop      {t_naive:8.1f} s  ({cells / t_naive:7.1f} cells/s)")
-    print(f"walknoise.scan  {t_fast:8.1f} s  ({cells / t_fast:7.1f} cells/s)")
-    print(f"speed-up        {t_naive / t_fast:8.1f}×")
-    print(f"largest gap in repeat-mean accuracy (different noise draws): {gap:.3f}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--arch", choices=["lenet5", "mlp", "both"], default="both")
+    parser.add_argument("--naive-batch", type=int, default=128)
+    args = parser.parse_args()
+    n_sigma, repeats = (9, 2) if args.quick else (25, 5)
+    for arch in ("lenet5", "mlp") if args.arch == "both" else (args.arch,):
+        walk(arch, n_sigma, repeats, args.naive_batch)
 
 
 if __name__ == "__main__":
