@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -72,35 +70,24 @@ def naive(
     return acc
 
 
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
+def peak_rss_mib() -> float:
+    """The process's peak RSS (VmHWM) since the last ``reset_peak_rss``."""
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["VmHWM"].split()[0]) / 1024
 
 
-@contextmanager
-def peak_rss() -> Iterator[dict[str, float]]:
-    """Highest RSS above the starting RSS while the block runs, sampled every 2 ms."""
-    found, stop, start = {"peak": 0.0}, threading.Event(), rss_mib()
-
-    def sample() -> None:
-        while not stop.wait(0.002):
-            found["peak"] = max(found["peak"], rss_mib() - start)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield found
-    finally:
-        stop.set()
-        thread.join()
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # Linux: reset VmHWM to the current RSS
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    with peak_rss() as mem:
-        start = time.perf_counter()
-        out = fn()
-        seconds = time.perf_counter() - start
-    return out, seconds, mem["peak"]
+    """Result, seconds and peak RSS of the process (MiB) while ``fn`` ran."""
+    reset_peak_rss()
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start, peak_rss_mib()
 
 
 def trained(arch: str) -> nn.Module:
