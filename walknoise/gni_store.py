@@ -11,9 +11,7 @@ variable has ``long_name``/``units``, and the file is replaced atomically on eac
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ import xarray as xr
 
 import walknoise
 from walknoise.errors import WalknoiseError
+from walknoise.store import atomic_update
 from walknoise.tails import bin_centres
 
 FORMAT = "walknoise-gni"
@@ -110,19 +109,7 @@ def concat_steps(parts: Sequence[xr.Dataset]) -> xr.Dataset:
 def save(path: str | Path, ds: xr.Dataset) -> Path:
     """Write ``ds`` as the results file, replacing any old one atomically."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise WalknoiseError(f"directory {path.parent} does not exist; create it first")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write(f, ds)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_update(path, lambda f: _write(f, ds), new=True)
     return path
 
 

@@ -9,8 +9,6 @@ a reader never sees half a file. ``xarray.open_dataset(path, engine="h5netcdf")`
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from walknoise.errors import WalknoiseError
+from walknoise.store import atomic_update
 
 STR = h5py.string_dtype("utf-8")
 
@@ -65,24 +64,10 @@ def _write(f: h5py.File, ds: xr.Dataset) -> None:
 def save(path: str | Path, ds: xr.Dataset) -> Path:
     """Write ``ds`` (every dim must have a coordinate) atomically to ``path``."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise WalknoiseError(
-            f"directory {path.parent} does not exist; create it or choose another output path"
-        )
     missing = [str(d) for d in ds.dims if d not in ds.coords]
     if missing:
         raise ValueError(f"dimensions without coordinates: {missing}")  # a bug, not a user error
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write(f, ds)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_update(path, lambda f: _write(f, ds), new=True)
     return path
 
 

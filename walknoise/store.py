@@ -107,7 +107,7 @@ def create(
 ) -> None:
     """Write a new file with the grid of ``names`` preallocated (NaN, nothing done)."""
     data = empty_arrays(coords, names)
-    _atomic(path, lambda f: _write_all(f, coords, layer_type, data, attrs), new=True)
+    atomic_update(path, lambda f: _write_all(f, coords, layer_type, data, attrs), new=True)
 
 
 def _write_all(
@@ -158,7 +158,7 @@ def write_layer(
             f[name][...] = value
         f[done][index] = 1
 
-    _atomic(path, update)
+    atomic_update(path, update)
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -215,7 +215,7 @@ def save(path: Path, ds: xr.Dataset) -> None:
     coords = {k: ds[k].values.tolist() for k in ALL_COORDS if k in ds.coords}
     data = {name: ds[name].values for name in ALL_VARIABLES if name in ds}
     attrs = dict(ds.attrs)
-    _atomic(
+    atomic_update(
         path, lambda f: _write_all(f, coords, list(ds["layer_type"].values), data, attrs), new=True
     )
 
@@ -228,8 +228,9 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _atomic(path: Path, edit: Any, *, new: bool = False) -> None:
-    """Apply ``edit`` to a copy of ``path`` and rename it into place."""
+def atomic_update(path: Path, edit: Any, *, new: bool = False) -> None:
+    """Apply ``edit`` to a copy of ``path`` (an empty file if ``new``) and rename it into
+    place: a kill at any moment leaves the old file or the new one, never a torn one."""
     path = Path(path)
     if not path.parent.exists():
         raise WalknoiseError(
@@ -321,6 +322,6 @@ def _interrupt_held() -> Iterator[None]:
 
 
 def stale_temps(path: Path) -> list[Path]:
-    """Copies that ``_atomic`` leaves behind when its process is killed mid-update."""
+    """Copies that ``atomic_update`` leaves behind when its process is killed mid-update."""
     path = Path(path)
     return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
