@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line, model_options, open_model
+from cli.options import command_line, model_options, open_model, output_options
 from walknoise import gni_plots
 from walknoise.gni import PARAMS, GNISpec, load_gni, run_gni
 from walknoise.noise import KINDS
@@ -38,16 +38,7 @@ from walknoise.spec import parse_sigmas, split_names
 @click.option("--max-coords", default=4096, show_default=True, type=int, help="Entries per tensor.")
 @click.option("--stable-fit", is_flag=True, help="Also fit a stable law (α, β); ~2 s per cell.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option(
-    "-o",
-    "--output",
-    default="gni.h5",
-    show_default=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@output_options("gni.h5")
 def gni(
     model_path: Path,
     arch: str | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line
+from cli.options import command_line, output_options
 from walknoise.errors import WalknoiseError
 from walknoise.nin_compare import METHODS, CompareConfig, compare
 from walknoise.nin_plots import compare_figure, niw_trajectories, phase_diagram, time_scales
@@ -15,8 +15,6 @@ from walknoise.nin_probe import ProbeConfig, probe
 from walknoise.nin_report import compare_text, probe_text
 from walknoise.nin_train import OPTIMIZERS
 from walknoise.plots import save_figure
-
-OUT = click.Path(path_type=Path, dir_okay=False)
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -95,10 +93,7 @@ def nin() -> None:
     default=None,
     help="Steps between test evaluations (default: up to 500 per run).",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("-o", "--output", type=OUT, default="nin-probe.h5", show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@output_options("nin-probe.h5")
 def probe_command(
     arch: str,
     data: str,
@@ -198,9 +193,7 @@ def probe_command(
 )
 @click.option("--walk-sigmas", default=CompareConfig.walk_sigmas, show_default=True)
 @click.option("--walk-repeats", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("-o", "--output", type=OUT, default="nin-compare.h5", show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@output_options("nin-compare.h5", device=False)
 def compare_command(
     arch: str,
     data: str,

@@ -91,3 +91,22 @@ def train_phase_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+OUTPUT = click.Path(path_type=Path, dir_okay=False)
+
+
+def output_options(default: str, device: bool = True) -> Callable[[Callable[..., Any]], Any]:
+    """``--device`` (unless ``device=False``), ``-o/--output``, ``--overwrite``, ``--quiet``."""
+
+    def wrap(f: Callable[..., Any]) -> Any:
+        f = click.option("--quiet", is_flag=True, help="No progress bar.")(f)
+        f = click.option("--overwrite", is_flag=True, help="Replace an existing output file.")(f)
+        f = click.option("-o", "--output", type=OUTPUT, default=default, show_default=True)(f)
+        if device:
+            f = click.option(
+                "--device", default="cpu", show_default=True, help="cpu, cuda or auto."
+            )(f)
+        return f
+
+    return wrap

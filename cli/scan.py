@@ -13,6 +13,7 @@ from cli.options import (
     command_line,
     model_options,
     open_model,
+    output_options,
     train_phase_options,
 )
 from walknoise.noise import KINDS
@@ -75,16 +76,7 @@ from walknoise.walk import resolve_device, run_spec
     type=click.IntRange(min=1),
     help="Most stacked samples (σ copies × batch) per forward pass.",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option(
-    "-o",
-    "--output",
-    default="results.h5",
-    show_default=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing results file.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@output_options("results.h5")
 @execution_options
 @train_phase_options
 def scan(
