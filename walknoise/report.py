@@ -28,7 +28,9 @@ def _phase_table(result: Result, phase: str) -> str:
         elif row["status"] == REACHED:
             mid = _sig(row["midpoint"])
             interval = f"{_sig(row['low'])} – {_sig(row['high'])}"
-            if math.isnan(row["high"]):
+            if math.isnan(row["low"]):  # one repeat: nothing to resample
+                interval = "- (needs 2+ repeats)"
+            elif math.isnan(row["high"]):
                 interval = f"{_sig(row['low'])} – > {sigma_max:.3g}"
         elif row["status"] == BELOW_RANGE:
             mid, interval = f"<= {sigma_min:.3g}", ""
