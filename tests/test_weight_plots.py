@@ -43,3 +43,13 @@ def test_histogram_and_errors(trained) -> None:  # type: ignore[no-untyped-def]
         weight_plots.histogram(trained, "conv9", 1.0)
     with pytest.raises(WalknoiseError, match="no train phase"):
         weight_plots.weights(trained.for_phase("train").dataset.drop_vars("weight_kurtosis"))
+
+
+def test_train_only_file_gives_the_trained_cells_as_a_dataframe(trained) -> None:  # type: ignore[no-untyped-def]
+    frame = trained.to_dataframe()
+    ds = trained.dataset
+    assert "nonfinite_fraction" not in frame  # eval-only: not recorded for trained models
+    assert len(frame) == ds.sizes["layer"] * ds.sizes["sigma"] * ds.sizes["repeat"]
+    expected = ds["trained_accuracy"].to_dataframe().reset_index()["trained_accuracy"]
+    assert frame["accuracy"].tolist() == expected.tolist()
+    assert frame["accuracy"].notna().all()

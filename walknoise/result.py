@@ -73,7 +73,8 @@ class Result:
             "layer_done",
         ):
             ds[name] = ds["trained_" + name]
-        return Result(ds)
+        # eval-only variables with no train-phase counterpart would read as this phase's
+        return Result(ds.drop_vars(["nonfinite_fraction", "midpoint_per_repeat"], errors="ignore"))
 
     def midpoints(self, phase: str | None = None) -> pd.DataFrame:
         """One row per layer: midpoint σ, its status, bootstrap interval and module type.
@@ -95,9 +96,12 @@ class Result:
             index=pd.Index(self.layers, name="layer"),
         )
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """Tidy table, one row per (layer, sigma, repeat) cell."""
-        return self.dataset[list(CELL_VARS)].to_dataframe().reset_index()
+    def to_dataframe(self, phase: str | None = None) -> pd.DataFrame:
+        """Tidy table, one row per (layer, sigma, repeat) cell of ``phase`` (default: the
+        file's first phase; ``"train"``: the models trained under the noise)."""
+        view = self.for_phase(phase or self.phases[0])
+        names = [v for v in CELL_VARS if v in view.dataset]
+        return view.dataset[names].to_dataframe().reset_index()
 
     def to_xarray(self) -> xr.Dataset:
         return self.dataset
