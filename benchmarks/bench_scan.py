@@ -2,8 +2,10 @@
 adaptive midpoint search against the full grid.
 
 The naive loop is the reference method: for every (layer, σ, repeat) cell, a forward hook
-that adds fresh noise and a full forward pass over the data in batches of 128 (the Walking
-Noise code's DataLoader batch size; ``--naive-batch`` changes it). walknoise runs the layers
+that adds fresh noise and a full forward pass over the data. It runs three ways: over
+tensors in memory in batches of 128 (the Walking Noise code's DataLoader batch size;
+``--naive-batch`` changes it) and of 500 (walknoise's own batch), and through a DataLoader
+that normalises each image as it is read, as the reference code does. walknoise runs the layers
 before the noisy point once per batch, fans the activation out into one copy per σ, reuses
 one ε for every σ (common random numbers) and runs convolutions channels-last on the CPU.
 The search finds each midpoint from a handful of σ; its error is against the grid's midpoint.
@@ -18,12 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 import walknoise
 from walknoise.data import resolve_data
@@ -32,15 +35,40 @@ from walknoise.models import build_model
 from walknoise.points import discover, select
 from walknoise.training import TrainConfig, seeded_init, train_model
 
+Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int) -> Batches:
+    """Slices of tensors already in memory: the fastest hand-written loop."""
+    return lambda: ((x[s : s + batch], y[s : s + batch]) for s in range(0, len(x), batch))
+
+
+class PerItemImages(Dataset[tuple[torch.Tensor, int]]):
+    """Bytes turned into a normalised tensor per item, as torchvision's MNIST with
+    ``ToTensor`` and ``Normalize(0.5, 0.5)`` does in the Walking Noise code."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.raw = ((x * 0.5 + 0.5) * 255).round().to(torch.uint8)
+        self.y = y.tolist()
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return (self.raw[i].float() / 255 - 0.5) / 0.5, self.y[i]
+
+
+def reference_batches(x: torch.Tensor, y: torch.Tensor, batch: int) -> Batches:
+    loader = DataLoader(PerItemImages(x, y), batch_size=batch)  # the reference's test loader
+    return lambda: iter(loader)
+
 
 def naive(
     model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batches: Batches,
     layers: list[str],
     sigmas: np.ndarray,
     repeats: int,
-    batch: int,
 ) -> np.ndarray:
     """One full forward pass per cell with a plain additive-noise hook."""
     modules = dict(model.named_modules())
@@ -59,14 +87,13 @@ def naive(
                     handle = model.register_forward_pre_hook(lambda _m, a: (add(a[0]),))
                 else:
                     handle = modules[layer].register_forward_hook(lambda _m, _i, o: add(o))
-                correct = 0
+                correct = total = 0
                 with torch.inference_mode():
-                    for s in range(0, len(x), batch):
-                        correct += int(
-                            (model(x[s : s + batch]).argmax(1) == y[s : s + batch]).sum()
-                        )
+                    for xb, yb in batches():
+                        correct += int((model(xb).argmax(1) == yb).sum())
+                        total += len(yb)
                 handle.remove()
-                acc[i, j, r] = correct / len(x)
+                acc[i, j, r] = correct / total
     return acc
 
 
@@ -108,20 +135,26 @@ def walk(arch: str, n_sigma: int, repeats: int, naive_batch: int) -> None:
         f"repeats = {cells} cells, {torch.get_num_threads()} threads, load "
         f"{os.getloadavg()[0]:.1f}"
     )
-    slow, t_naive, m_naive = timed(
-        lambda: naive(model, test.x, test.y, layers, sigmas, repeats, naive_batch)
+    loops = {
+        f"naive, tensors, batch {naive_batch}": tensor_batches(test.x, test.y, naive_batch),
+        "naive, tensors, batch 500": tensor_batches(test.x, test.y, 500),
+        f"naive, reference DataLoader, batch {naive_batch}": reference_batches(
+            test.x, test.y, naive_batch
+        ),
+    }
+    runs = {
+        name: timed(lambda b=batches: naive(model, b, layers, sigmas, repeats))
+        for name, batches in loops.items()
+    }
+    kwargs: dict[str, Any] = dict(
+        sigmas=sigmas.tolist(), repeats=repeats, progress=False, include_global=False
     )
-    kwargs: dict[str, Any] = dict(sigmas=sigmas.tolist(), repeats=repeats, progress=False)
     grid, t_fast, m_fast = timed(lambda: walknoise.scan(model, test, **kwargs).dataset)
-    print(f"{'':16}{'time':>9} {'cells/s':>9} {'peak RSS':>10}")
-    for name, t, m in (
-        (f"naive (batch {naive_batch})", t_naive, m_naive),
-        ("walknoise.scan", t_fast, m_fast),
-    ):
-        print(f"{name:<16}{t:8.1f}s {cells / t:9.1f} {m:7.0f} MiB")
-    print(f"speed-up        {t_naive / t_fast:8.1f}×")
+    print(f"{'':40}{'time':>9} {'cells/s':>9} {'peak RSS':>10} {'scan is':>9}")
+    for name, (_, t, m) in [*runs.items(), ("walknoise.scan", (grid, t_fast, m_fast))]:
+        print(f"{name:<40}{t:8.1f}s {cells / t:9.1f} {m:7.0f} MiB {t / t_fast:8.1f}×")
     per_layer = grid["accuracy"].sel(layer=layers).mean("repeat").values
-    gap = np.abs(slow.mean(axis=2) - per_layer).max()
+    gap = max(np.abs(acc.mean(axis=2) - per_layer).max() for acc, _, _ in runs.values())
     print(f"largest gap in repeat-mean accuracy (different noise draws): {gap:.3f}")
     search(model, test, grid, kwargs, t_fast)
 
