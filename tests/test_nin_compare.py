@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
-from torch import nn
 
-from tests.conftest import learnable_data
-from walknoise.data import TensorData
+from tests.nin_toy import _one_thread, data, small  # noqa: F401 (an autouse fixture)
 from walknoise.errors import WalknoiseError
 from walknoise.nin_compare import (
     METHODS,
@@ -36,21 +33,6 @@ CONFIG = CompareConfig(
     walk_sigmas="0.1,1,10,100",
     walk_repeats=1,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with torch_threads(1):
-        yield
-
-
-def small() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 4))
-
-
-def data() -> tuple[TensorData, TensorData]:
-    x, y = learnable_data(700)
-    return TensorData(x[:500], y[:500], "toy:train"), TensorData(x[500:], y[500:], "toy:test")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -11,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from torch import nn
 
-from tests.conftest import learnable_data
-from walknoise.data import TensorData
+from tests.nin_toy import _one_thread, data, small  # noqa: F401 (an autouse fixture)
 from walknoise.errors import WalknoiseError
 from walknoise.nin_phases import PHASES, PhaseCriteria
 from walknoise.nin_probe import ProbeConfig, ProbeResult, load_probe, probe
@@ -22,21 +19,6 @@ from walknoise.nin_report import probe_text
 from walknoise.nin_train import torch_threads
 
 CONFIG = ProbeConfig(sigma_eps=(0.01, 1e4), lr=(0.05, 0.2), seeds=(0, 1), epochs=3)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with torch_threads(1):
-        yield
-
-
-def small() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 4))
-
-
-def data() -> tuple[TensorData, TensorData]:
-    x, y = learnable_data(700)
-    return TensorData(x[:500], y[:500], "toy:train"), TensorData(x[500:], y[500:], "toy:test")
 
 
 @pytest.fixture(scope="module")
