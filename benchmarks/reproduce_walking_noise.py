@@ -8,8 +8,9 @@ model's accuracy closer to the full model's.
     python benchmarks/reproduce_walking_noise.py --quick   # < 10 minutes on 2 CPU cores
     python benchmarks/reproduce_walking_noise.py           # more layers, σ and repeats
 
-Writes figures and ``reproduction.json`` (every number quoted in docs/reproduction.md) to
-``--out`` (default ``docs/figures``).
+Writes figures and ``reproduction_{quick,full}.json`` (every number quoted in
+docs/reproduction.md) to ``--out`` (default ``docs/figures``) and the results files to
+``--results``.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ from walknoise.models import build_model
 from walknoise.training import TrainConfig, seeded_init, train_model
 
 QUICK = {
-    "epochs": 3,
-    "repeats": 1,
-    "sigmas": "log:1e-1:1e2:4",
+    "name": "quick",
+    "epochs": {"lenet5": 4, "mlp": 10},
+    "repeats": 2,
+    "sigmas": "log:1e-1:1e3:5",
     "mult": "log:1e-1:1e1:3",
     "layers": {"lenet5": ["conv1", "act2", "fc2"], "mlp": ["fc1", "act2", "fc4"]},
 }
 FULL = {
-    "epochs": 6,
+    "name": "full",
+    "epochs": {"lenet5": 8, "mlp": 10},
     "repeats": 2,
-    "sigmas": "log:1e-1:1e2:7",
+    "sigmas": "log:1e-1:1e3:9",
     "mult": "log:1e-1:1e1:5",
     "layers": {"lenet5": None, "mlp": None},
 }
@@ -60,18 +63,28 @@ def clean_model(arch: str, epochs: int) -> Any:
     return model, float(metrics["test_accuracy"])
 
 
-def study(arch: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    model, acc = clean_model(arch, cfg["epochs"])
+def study(arch: str, cfg: dict[str, Any], out: Path, results: Path) -> dict[str, Any]:
+    mode = cfg["name"]
+    epochs = cfg["epochs"][arch]
+    model, acc = clean_model(arch, epochs)
     common = {
         "repeats": cfg["repeats"],
         "layers": cfg["layers"][arch],
         "progress": False,
         "include_global": False,
-        "train": {"epochs": cfg["epochs"]},
+        "train": {"epochs": epochs},
         "phase": "both",
     }
     start = time.perf_counter()
-    add = walknoise.scan(model, "mnist", noise="additive", sigmas=cfg["sigmas"], **common)
+    common["overwrite"] = True
+    add = walknoise.scan(
+        model,
+        "mnist",
+        noise="additive",
+        sigmas=cfg["sigmas"],
+        output=results / f"{mode}_{arch}_additive.h5",
+        **common,
+    )
     clamp = float(max(add.dataset["clean_weight_max_abs"].max(), 1e-3))
     clamped = walknoise.scan(
         model,
@@ -79,9 +92,17 @@ def study(arch: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         noise="additive",
         sigmas=cfg["sigmas"],
         clamp=clamp,
+        output=results / f"{mode}_{arch}_clamped.h5",
         **{**common, "phase": "train"},
     )
-    mult = walknoise.scan(model, "mnist", noise="multiplicative", sigmas=cfg["mult"], **common)
+    mult = walknoise.scan(
+        model,
+        "mnist",
+        noise="multiplicative",
+        sigmas=cfg["mult"],
+        output=results / f"{mode}_{arch}_multiplicative.h5",
+        **common,
+    )
     seconds = time.perf_counter() - start
     for name, fig in [
         (f"{arch}_additive_eval_heatmap", plots.heatmap(add)),
@@ -90,18 +111,18 @@ def study(arch: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         (f"{arch}_clamped_weights", weight_plots.weights(clamped)),
         (f"{arch}_multiplicative_weights", weight_plots.weights(mult)),
     ]:
-        plots.save_figure(fig, out / f"reproduction_{name}.png")
+        plots.save_figure(fig, out / f"reproduction_{mode}_{name}.png")
     return {
         "clean_test_accuracy": acc,
         "seconds": seconds,
         "clamp": clamp,
-        "additive": findings(add),
-        "clamped": findings(clamped),
-        "multiplicative": findings(mult),
+        "additive": findings(add, model),
+        "clamped": findings(clamped, model),
+        "multiplicative": findings(mult, model),
     }
 
 
-def findings(result: walknoise.Result) -> dict[str, Any]:
+def findings(result: walknoise.Result, model: Any) -> dict[str, Any]:
     ds = result.dataset
     out: dict[str, Any] = {"layers": list(result.layers), "sigmas": result.sigmas.tolist()}
     if "eval" in result.phases:
@@ -109,12 +130,44 @@ def findings(result: walknoise.Result) -> dict[str, Any]:
     out["train_midpoint"] = _clean(ds["trained_midpoint"].values)
     over = ["repeat", "param_layer"]
     out["growth_l2"] = np.exp(np.log(ds["growth_l2"]).mean(over)).round(3).values.tolist()
+    # the growth of the layer whose output the noise hits (or that feeds the noisy point)
+    own = upstream_param_layers(model, result.layers, ds["param_layer"].values.tolist())
+    out["own_param_layer"] = own
+    for stat in ("growth_l2", "growth_max_abs", "weight_kurtosis"):
+        out[f"own_{stat}"] = [
+            None if p is None else own_stat(ds, stat, lay, p)
+            for lay, p in zip(result.layers, own, strict=True)
+        ]
+    out["clean_own_kurtosis"] = [
+        None
+        if p is None
+        else round(float(ds["clean_weight_kurtosis"].sel(param_layer=p).mean()), 3)
+        for p in own
+    ]
     out["kurtosis"] = ds["weight_kurtosis"].mean(over).round(3).values.tolist()
     out["clean_kurtosis"] = round(float(ds["clean_weight_kurtosis"].mean()), 3)
     out["trained_accuracy"] = ds["trained_accuracy"].mean("repeat").round(4).values.tolist()
     out["binarized_accuracy"] = ds["binarized_accuracy"].mean("repeat").round(4).values.tolist()
     out["clean_model_accuracy"] = round(float(ds["clean_model_accuracy"].mean()), 4)
     return out
+
+
+def own_stat(ds: Any, stat: str, layer: str, param: str) -> list[float | None]:
+    """Repeat mean of one layer's statistic per σ (geometric for growth ratios)."""
+    values = ds[stat].sel(layer=layer, param_layer=param)
+    if stat.startswith("growth"):
+        return _clean(np.exp(np.log(values).mean("repeat").values))
+    return _clean(values.mean("repeat").values)
+
+
+def upstream_param_layers(model: Any, layers: list[str], params: list[str]) -> list[str | None]:
+    """Per noisy point, the last parametrised layer at or before it in module order (the
+    zoo models are built in forward order); ``None`` for ``<input>``."""
+    last, before = None, {}
+    for name, _ in model.named_modules():
+        last = name if name in params else last
+        before[name] = last
+    return [before.get(layer) for layer in layers]
 
 
 def _clean(values: np.ndarray) -> list[float | None]:
@@ -125,14 +178,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("docs/figures"))
+    parser.add_argument("--results", type=Path, default=Path("reproduction-results"))
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    report = {arch: study(arch, cfg, args.out) for arch in ("lenet5", "mlp")}
+    report = {arch: study(arch, cfg, args.out, args.results) for arch in ("lenet5", "mlp")}
     report["mode"] = "quick" if args.quick else "full"
     report["total_seconds"] = time.perf_counter() - start
-    (args.out / "reproduction.json").write_text(json.dumps(report, indent=1))
+    (args.out / f"reproduction_{report['mode']}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 
 
