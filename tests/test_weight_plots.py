@@ -1,5 +1,7 @@
 """Train-phase figures on a small real train-phase result."""
 
+import json
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -30,10 +32,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 def test_weights_heatmaps(trained) -> None:  # type: ignore[no-untyped-def]
     fig = weight_plots.weights(trained)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
-    # the growth panel shows the geometric mean of growth_l2 over param layers and repeats
+    ds = trained.dataset
+    # each point's own parametrised layer: the last one at or before it in execution order
+    assert json.loads(ds.attrs["param_layer_of"]) == {"fc1": "fc1", "act1": "fc1"}
+    assert list(ds["layer"].values) == ["fc1", "act1", "<global>"]
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["fc1 (fc1)", "act1 (fc1)", "<global> (all)"]
+    # growth: geometric mean over repeats of the own layer; <global>: over every layer too
     mesh = fig.axes[0].collections[0].get_array().reshape(3, 2)
-    expected = np.exp(np.log(trained.dataset["growth_l2"]).mean(["repeat", "param_layer"]))
-    np.testing.assert_allclose(mesh, expected.values)
+    log_growth = np.log(ds["growth_l2"])
+    own = np.exp(log_growth.sel(param_layer="fc1").mean("repeat"))
+    np.testing.assert_allclose(mesh[:2], own.sel(layer=["fc1", "act1"]).values)
+    every = np.exp(log_growth.sel(layer="<global>").mean(["repeat", "param_layer"]))
+    np.testing.assert_allclose(mesh[2], every.values)
+    kurt = fig.axes[1].collections[0].get_array().reshape(3, 2)
+    expected = ds["weight_kurtosis"].sel(layer="act1", param_layer="fc1").mean("repeat")
+    np.testing.assert_allclose(kurt[1], expected.values)
 
 
 def test_histogram_and_errors(trained) -> None:  # type: ignore[no-untyped-def]

@@ -155,7 +155,20 @@ def attrs(plan: Plan, command: str | None) -> dict[str, Any]:
         "clean_loss": clean.loss,
         "num_classes": clean.num_classes,
         "chance_accuracy": 1.0 / clean.num_classes,
+        **({"param_layer_of": json.dumps(param_layer_of(plan))} if plan.params else {}),
     }
+
+
+def param_layer_of(plan: Plan) -> dict[str, str]:
+    """Per chosen point, the last parametrised layer at or before it in execution order: the
+    layer whose weights set the scale of what the noise there is added to (none for the input)."""
+    owner: str | None = None
+    found: dict[str, str] = {}
+    for point in plan.found:
+        owner = point.name if point.name in plan.params else owner
+        if owner is not None and point.name in plan.chosen:
+            found[point.name] = owner
+    return found
 
 
 def _types(model_points: Sequence[Point], axis: Sequence[str]) -> list[str]:

@@ -6,6 +6,8 @@ dataset) holding a train phase and returns a new ``Figure``.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import seaborn as sns
 import xarray as xr
@@ -30,28 +32,36 @@ def _sigma_labels(ds: xr.Dataset) -> list[str]:
 
 
 def weights(result: object) -> Figure:
-    """Layer × σ heatmaps: L2 growth against the clean model (geometric mean over the
-    parametrised layers and repeats) and the weights' kurtosis (mean; binary weights give 1)."""
+    """Layer × σ heatmaps of the noise-trained weights, repeat means: L2 growth against the
+    clean model (geometric mean) and kurtosis (binary weights give 1).
+
+    Each row shows the noisy point's own parametrised layer (the last one at or before it,
+    named in the row label), whose weights scale what the noise is added to; rows without
+    one (``<input>``, ``<global>``) and files from before this was recorded show the mean
+    over all parametrised layers (``all``)."""
     ds = _dataset(result)
-    over = ("repeat", "param_layer")
-    growth = np.exp(np.log(ds["growth_l2"]).mean(over))  # type: ignore[arg-type]
-    kurt = ds["weight_kurtosis"].mean(over)
+    owner = json.loads(str(ds.attrs.get("param_layer_of", "{}")))
+    layers = [str(v) for v in ds["layer"].values]
+    log_growth = ds["growth_l2"].copy(data=np.log(ds["growth_l2"].values))
+    growth = np.exp(np.stack([_own(log_growth, owner.get(n), n) for n in layers]))
+    kurt = np.stack([_own(ds["weight_kurtosis"], owner.get(n), n) for n in layers])
     clean_kurt = float(ds["clean_weight_kurtosis"].mean())
+    labels = [f"{n} ({owner.get(n, 'all')})" for n in layers]
     fig = Figure(figsize=(5 + 0.35 * ds.sizes["sigma"], 1.2 + 0.9 * ds.sizes["layer"]))
     axes = fig.subplots(1, 2)
-    panels: list[tuple[xr.DataArray, str, str, dict[str, float]]] = [
+    panels: list[tuple[np.ndarray, str, str, dict[str, float]]] = [
         (growth, "L2 growth vs clean", "vlag", {"center": 1.0}),
         (kurt, f"kurtosis (clean {clean_kurt:.2f}, binary 1)", "mako", {}),
     ]
     for ax, (values, title, cmap, extra) in zip(axes, panels, strict=True):
         sns.heatmap(
-            values.values,
+            values,
             ax=ax,
             cmap=cmap,
             annot=True,
             fmt=".2f",
             xticklabels=_sigma_labels(ds),
-            yticklabels=list(ds["layer"].values),
+            yticklabels=labels,
             cbar=False,
             **extra,
         )
@@ -60,6 +70,14 @@ def weights(result: object) -> Figure:
     axes[1].set_yticklabels([])
     fig.tight_layout()
     return fig
+
+
+def _own(values: xr.DataArray, param: str | None, layer: str) -> np.ndarray:
+    """Repeat mean of one row (per σ): its own parametrised layer, or the mean over all."""
+    row = values.sel(layer=layer)
+    if param is None:
+        return np.asarray(row.mean(("repeat", "param_layer")).values)
+    return np.asarray(row.sel(param_layer=param).mean("repeat").values)
 
 
 def histogram(result: object, layer: str, sigma: float, repeat: int = 0) -> Figure:
