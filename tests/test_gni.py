@@ -93,22 +93,15 @@ def test_small_additive_noise_on_a_linear_model_is_nearly_gaussian() -> None:
     assert abs(float(coord["skewness"])) < 0.1 and abs(float(coord["kurtosis"])) < 0.3
 
 
+# one small multiplicative-noise measurement, shared by the tests below
+SMALL = dict(noise="multiplicative", sigma=[0.1, 0.5], draws=12, batches=3, batch_size=32)
+SMALL.update(max_coords=100, params="all")
+
+
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     path = tmp_path_factory.mktemp("gni") / "gni.h5"
-    model = tiny_mlp()
-    res = gradient_noise(
-        model,
-        learnable_data(200),
-        noise="multiplicative",
-        sigma=[0.1, 0.5],
-        draws=12,
-        batches=3,
-        batch_size=32,
-        max_coords=100,
-        params="all",
-        output=path,
-    )
+    res = gradient_noise(tiny_mlp(), learnable_data(200), output=path, **SMALL)
     return res, path
 
 
@@ -132,17 +125,7 @@ def test_result_shapes_and_values(result) -> None:  # type: ignore[no-untyped-de
 
 def test_same_seed_same_numbers(result) -> None:  # type: ignore[no-untyped-def]
     res, _ = result
-    again = gradient_noise(
-        tiny_mlp(),
-        learnable_data(200),
-        noise="multiplicative",
-        sigma=[0.1, 0.5],
-        draws=12,
-        batches=3,
-        batch_size=32,
-        max_coords=100,
-        params="all",
-    )
+    again = gradient_noise(tiny_mlp(), learnable_data(200), **SMALL)
     for name in ("alpha", "skewness", "histogram", "rms"):
         assert np.array_equal(again.dataset[name].values, res.dataset[name].values, equal_nan=True)
 

@@ -53,19 +53,9 @@ def test_layers_golden(tmp_path: Path) -> None:
 
 def test_scan_then_plots(mlp_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.h5"
-    result = invoke(
-        "scan",
-        mlp_checkpoint,
-        "--sigmas",
-        "log:1e-2:1e3:11",
-        "--repeats",
-        "2",
-        "--layers",
-        "<input>,fc*",
-        "-o",
-        out,
-        "--quiet",
-    )
+    scan = ("scan", mlp_checkpoint, "--sigmas", "log:1e-2:1e3:11", "--repeats", "2")
+    scan += ("--layers", "<input>,fc*", "-o", out, "--quiet")
+    result = invoke(*scan)
     assert result.exit_code == 0, result.output
     assert "midpoint σ" in result.output and "<global>" in result.output
     res = walknoise.load(out)
@@ -81,19 +71,7 @@ def test_scan_then_plots(mlp_checkpoint: Path, tmp_path: Path) -> None:
         assert shown.exit_code == 0, shown.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a rerun finds every layer done and computes nothing
-    again = invoke(
-        "scan",
-        mlp_checkpoint,
-        "--sigmas",
-        "log:1e-2:1e3:11",
-        "--repeats",
-        "2",
-        "--layers",
-        "<input>,fc*",
-        "-o",
-        out,
-        "--quiet",
-    )
+    again = invoke(*scan)
     assert again.exit_code == 0 and again.output == result.output
 
 
