@@ -7,6 +7,7 @@ model's accuracy closer to the full model's.
 
     python benchmarks/reproduce_walking_noise.py --quick   # < 10 minutes on 2 CPU cores
     python benchmarks/reproduce_walking_noise.py           # more layers, σ and repeats
+    python benchmarks/reproduce_walking_noise.py --quick --replot   # figures from the files
 
 Writes figures and ``reproduction_{quick,full}.json`` (every number quoted in
 docs/reproduction.md) to ``--out`` (default ``docs/figures``) and the results files to
@@ -104,25 +105,31 @@ def study(arch: str, cfg: dict[str, Any], out: Path, results: Path) -> dict[str,
         **common,
     )
     seconds = time.perf_counter() - start
-    for name, fig in [
-        (f"{arch}_additive_eval_heatmap", plots.heatmap(add)),
-        (f"{arch}_additive_train_heatmap", plots.heatmap(add.for_phase("train"))),
-        (f"{arch}_additive_weights", weight_plots.weights(add)),
-        (f"{arch}_clamped_weights", weight_plots.weights(clamped)),
-        (f"{arch}_multiplicative_weights", weight_plots.weights(mult)),
-    ]:
-        plots.save_figure(fig, out / f"reproduction_{mode}_{name}.png")
+    draw(f"{mode}_{arch}", out, add, clamped, mult)
     return {
         "clean_test_accuracy": acc,
         "seconds": seconds,
         "clamp": clamp,
-        "additive": findings(add, model),
-        "clamped": findings(clamped, model),
-        "multiplicative": findings(mult, model),
+        "additive": findings(add),
+        "clamped": findings(clamped),
+        "multiplicative": findings(mult),
     }
 
 
-def findings(result: walknoise.Result, model: Any) -> dict[str, Any]:
+def draw(prefix: str, out: Path, *results: walknoise.Result) -> None:
+    """The figures of one architecture from its additive, clamped and multiplicative scans."""
+    add, clamped, mult = results
+    for name, fig in [
+        ("additive_eval_heatmap", plots.heatmap(add)),
+        ("additive_train_heatmap", plots.heatmap(add.for_phase("train"))),
+        ("additive_weights", weight_plots.weights(add)),
+        ("clamped_weights", weight_plots.weights(clamped)),
+        ("multiplicative_weights", weight_plots.weights(mult)),
+    ]:
+        plots.save_figure(fig, out / f"reproduction_{prefix}_{name}.png")
+
+
+def findings(result: walknoise.Result) -> dict[str, Any]:
     ds = result.dataset
     out: dict[str, Any] = {"layers": list(result.layers), "sigmas": result.sigmas.tolist()}
     if "eval" in result.phases:
@@ -131,7 +138,8 @@ def findings(result: walknoise.Result, model: Any) -> dict[str, Any]:
     over = ["repeat", "param_layer"]
     out["growth_l2"] = np.exp(np.log(ds["growth_l2"]).mean(over)).round(3).values.tolist()
     # the growth of the layer whose output the noise hits (or that feeds the noisy point)
-    own = upstream_param_layers(model, result.layers, ds["param_layer"].values.tolist())
+    owner = json.loads(ds.attrs["param_layer_of"])
+    own = [owner.get(layer) for layer in result.layers]
     out["own_param_layer"] = own
     for stat in ("growth_l2", "growth_max_abs", "weight_kurtosis"):
         out[f"own_{stat}"] = [
@@ -160,16 +168,6 @@ def own_stat(ds: Any, stat: str, layer: str, param: str) -> list[float | None]:
     return _clean(values.mean("repeat").values)
 
 
-def upstream_param_layers(model: Any, layers: list[str], params: list[str]) -> list[str | None]:
-    """Per noisy point, the last parametrised layer at or before it in module order (the
-    zoo models are built in forward order); ``None`` for ``<input>``."""
-    last, before = None, {}
-    for name, _ in model.named_modules():
-        last = name if name in params else last
-        before[name] = last
-    return [before.get(layer) for layer in layers]
-
-
 def _clean(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else round(float(v), 4) for v in values]
 
@@ -179,9 +177,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("docs/figures"))
     parser.add_argument("--results", type=Path, default=Path("reproduction-results"))
+    parser.add_argument("--replot", action="store_true", help="redraw from --results only")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        for arch in ("lenet5", "mlp"):
+            prefix = f"{cfg['name']}_{arch}"
+            kinds = ("additive", "clamped", "multiplicative")
+            draw(
+                prefix,
+                args.out,
+                *(walknoise.load(args.results / f"{prefix}_{k}.h5") for k in kinds),
+            )
+        return
     args.results.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     report = {arch: study(arch, cfg, args.out, args.results) for arch in ("lenet5", "mlp")}

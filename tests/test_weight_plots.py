@@ -45,6 +45,10 @@ def test_weights_heatmaps(trained) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_allclose(mesh[:2], own.sel(layer=["fc1", "act1"]).values)
     every = np.exp(log_growth.sel(layer="<global>").mean(["repeat", "param_layer"]))
     np.testing.assert_allclose(mesh[2], every.values)
+    clean = ds["clean_weight_kurtosis"]
+    right = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert right[0] == f"clean {float(clean.sel(param_layer='fc1').mean()):.2f}"
+    assert right[2] == f"clean {float(clean.mean()):.2f}"
     kurt = fig.axes[1].collections[0].get_array().reshape(3, 2)
     expected = ds["weight_kurtosis"].sel(layer="act1", param_layer="fc1").mean("repeat")
     np.testing.assert_allclose(kurt[1], expected.values)

@@ -45,13 +45,13 @@ def weights(result: object) -> Figure:
     log_growth = ds["growth_l2"].copy(data=np.log(ds["growth_l2"].values))
     growth = np.exp(np.stack([_own(log_growth, owner.get(n), n) for n in layers]))
     kurt = np.stack([_own(ds["weight_kurtosis"], owner.get(n), n) for n in layers])
-    clean_kurt = float(ds["clean_weight_kurtosis"].mean())
+    clean = [float(_own_clean(ds, owner.get(n))) for n in layers]
     labels = [f"{n} ({owner.get(n, 'all')})" for n in layers]
     fig = Figure(figsize=(5 + 0.35 * ds.sizes["sigma"], 1.2 + 0.9 * ds.sizes["layer"]))
     axes = fig.subplots(1, 2)
     panels: list[tuple[np.ndarray, str, str, dict[str, float]]] = [
         (growth, "L2 growth vs clean", "vlag", {"center": 1.0}),
-        (kurt, f"kurtosis (clean {clean_kurt:.2f}, binary 1)", "mako", {}),
+        (kurt, "kurtosis (Gaussian 3, binary 1)", "mako", {}),
     ]
     for ax, (values, title, cmap, extra) in zip(axes, panels, strict=True):
         sns.heatmap(
@@ -67,7 +67,8 @@ def weights(result: object) -> Figure:
         )
         ax.set_title(title)
         ax.set_xlabel(f"noise σ ({ds.attrs.get('noise', '')})")
-    axes[1].set_yticklabels([])
+    axes[1].yaxis.tick_right()  # each row's clean-model kurtosis, the reference for the row
+    axes[1].set_yticklabels([f"clean {k:.2f}" for k in clean], rotation=0)
     fig.tight_layout()
     return fig
 
@@ -78,6 +79,12 @@ def _own(values: xr.DataArray, param: str | None, layer: str) -> np.ndarray:
     if param is None:
         return np.asarray(row.mean(("repeat", "param_layer")).values)
     return np.asarray(row.sel(param_layer=param).mean("repeat").values)
+
+
+def _own_clean(ds: xr.Dataset, param: str | None) -> float:
+    """Clean-model kurtosis of a row's own layer (mean over seeds), or of all layers."""
+    values = ds["clean_weight_kurtosis"]
+    return float((values if param is None else values.sel(param_layer=param)).mean())
 
 
 def histogram(result: object, layer: str, sigma: float, repeat: int = 0) -> Figure:
