@@ -65,7 +65,7 @@ plot.add_command(
 @click.argument("results", type=RESULTS)
 @_output("weights")
 def weights(results: Path, output: Path | None) -> None:
-    """Train phase: weight growth and kurtosis heatmaps, layer × σ."""
+    """Train phase: each entry's own-layer weight growth and kurtosis, layer × σ."""
     path = plots.save_figure(weight_plots.weights(load(results)), output or Path("weights.png"))
     click.echo(f"wrote {path}")
 
