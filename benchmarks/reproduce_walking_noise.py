@@ -64,7 +64,9 @@ def clean_model(arch: str, epochs: int) -> Any:
     return model, float(metrics["test_accuracy"])
 
 
-def study(arch: str, cfg: dict[str, Any], out: Path, results: Path) -> dict[str, Any]:
+def study(
+    arch: str, cfg: dict[str, Any], out: Path, results: Path, overwrite: bool
+) -> dict[str, Any]:
     mode = cfg["name"]
     epochs = cfg["epochs"][arch]
     model, acc = clean_model(arch, epochs)
@@ -77,7 +79,7 @@ def study(arch: str, cfg: dict[str, Any], out: Path, results: Path) -> dict[str,
         "phase": "both",
     }
     start = time.perf_counter()
-    common["overwrite"] = True
+    common["overwrite"] = overwrite  # else an interrupted run resumes where it stopped
     add = walknoise.scan(
         model,
         "mnist",
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/figures"))
     parser.add_argument("--results", type=Path, default=Path("reproduction-results"))
     parser.add_argument("--replot", action="store_true", help="redraw from --results only")
+    parser.add_argument("--overwrite", action="store_true", help="start over, not resume")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
@@ -193,7 +196,9 @@ def main() -> None:
         return
     args.results.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    report = {arch: study(arch, cfg, args.out, args.results) for arch in ("lenet5", "mlp")}
+    report = {
+        arch: study(arch, cfg, args.out, args.results, args.overwrite) for arch in ("lenet5", "mlp")
+    }
     report["mode"] = "quick" if args.quick else "full"
     report["total_seconds"] = time.perf_counter() - start
     (args.out / f"reproduction_{report['mode']}.json").write_text(json.dumps(report, indent=1))
