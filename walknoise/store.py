@@ -161,35 +161,39 @@ def write_layer(
     atomic_update(path, update)
 
 
-def read_header(path: Path) -> dict[str, Any]:
-    """Root attributes and ``layer_done`` of an existing file, checked to be ours."""
+# How to get past a file that is not (or no longer) a readable results file: a scan may
+# replace it, a reader can only be pointed elsewhere.
+TO_WRITE = "pass --overwrite to replace it, or choose another -o path"
+TO_READ = "give the path of a file written by `walknoise scan`"
+
+
+def read_header(path: Path, fix: str = TO_WRITE) -> dict[str, Any]:
+    """Root attributes and ``layer_done`` of an existing file, checked to be ours; errors end
+    with ``fix``."""
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _decode(v) for k, v in f.attrs.items()}
             if attrs.get("format") != FORMAT:
-                raise WalknoiseError(
-                    f"{path} is not a walknoise results file; choose another -o path "
-                    "(or pass --overwrite to replace it)"
-                )
+                raise WalknoiseError(f"{path} is not a walknoise results file; {fix}")
             if attrs.get("format_version") != FORMAT_VERSION:
                 raise WalknoiseError(
                     f"{path} has results format version {attrs.get('format_version')!r}, this "
-                    f"walknoise reads version {FORMAT_VERSION}; rerun with --overwrite"
+                    f"walknoise reads version {FORMAT_VERSION}; {fix}"
                 )
-            _check_layout(path, f)
+            _check_layout(path, f, fix)
             attrs["layer_done"] = f["layer_done"][...].astype(bool)
             attrs["layer"] = [_decode(v) for v in f["layer"][...]]
             return attrs
     except OSError as err:
         raise WalknoiseError(
             f"cannot read {path} as HDF5 ({' '.join(str(err).split())[:200]}); it is not a results "
-            "file or it is damaged; pass --overwrite to replace it"
+            f"file or it is damaged; {fix}"
         ) from None
 
 
 def read(path: Path) -> xr.Dataset:
     """The whole file as an ``xarray.Dataset`` (attributes decoded, config as a string)."""
-    header = read_header(path)
+    header = read_header(path, TO_READ)
     with h5py.File(path, "r") as f:
         coords = {
             name: [_decode(v) for v in f[name][...]] if name in STRING_COORDS else f[name][...]
@@ -266,7 +270,7 @@ def config_of(header: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _check_layout(path: Path, f: h5py.File) -> None:
+def _check_layout(path: Path, f: h5py.File, fix: str) -> None:
     """Every scan variable present with the shape its dimensions give, else one clear error.
 
     A file that says it is ours may still be cut short or edited by hand; without this the
@@ -276,7 +280,7 @@ def _check_layout(path: Path, f: h5py.File) -> None:
     for name in COORDS:
         ds = f.get(name)
         if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
-            raise _damaged(path, f"no 1-D coordinate {name!r}")
+            raise _damaged(path, f"no 1-D coordinate {name!r}", fix)
         sizes[name] = ds.shape[0]
     wanted = {**{n: dims for n, (dims, _, _) in VARIABLES.items()}, "layer_type": ("layer",)}
     for name, dims in wanted.items():
@@ -284,14 +288,11 @@ def _check_layout(path: Path, f: h5py.File) -> None:
         shape = tuple(sizes[d] for d in dims)
         if not isinstance(ds, h5py.Dataset) or ds.shape != shape:
             found = "missing" if ds is None else f"shape {getattr(ds, 'shape', '?')}"
-            raise _damaged(path, f"variable {name!r} is {found}, expected shape {shape}")
+            raise _damaged(path, f"variable {name!r} is {found}, expected shape {shape}", fix)
 
 
-def _damaged(path: Path, why: str) -> WalknoiseError:
-    return WalknoiseError(
-        f"{path} is a damaged walknoise results file ({why}); pass --overwrite to replace "
-        "it, or choose another path"
-    )
+def _damaged(path: Path, why: str, fix: str) -> WalknoiseError:
+    return WalknoiseError(f"{path} is a damaged walknoise results file ({why}); {fix}")
 
 
 def _fsync_dir(directory: Path) -> None:

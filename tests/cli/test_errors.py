@@ -27,6 +27,26 @@ def test_missing_model(tmp_path: Path) -> None:
     assert_user_error(invoke("scan", tmp_path / "nope.pt", *FAST), "no such model file")
 
 
+@pytest.mark.parametrize("content", ["hdf5 of another tool", "not hdf5"])
+def test_foreign_file_fix_depends_on_reading_or_writing(
+    mlp_checkpoint: Path, tmp_path: Path, content: str
+) -> None:
+    path = tmp_path / "other.h5"
+    if content == "not hdf5":
+        path.write_text("hello")
+    else:
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f["x"] = [1, 2, 3]
+    before = path.read_bytes()
+    plotted = invoke("plot", "heatmap", path, "-o", tmp_path / "h.png")
+    assert_user_error(plotted, "written by `walknoise scan`")
+    assert "--overwrite" not in plotted.stderr  # plot cannot replace anything
+    assert_user_error(invoke("scan", mlp_checkpoint, *FAST, "-o", path), "pass --overwrite")
+    assert path.read_bytes() == before
+
+
 def test_corrupt_checkpoint(mlp_checkpoint: Path, tmp_path: Path) -> None:
     bad = tmp_path / "cut.pt"
     bad.write_bytes(mlp_checkpoint.read_bytes()[:200])
@@ -93,14 +113,6 @@ def test_other_config_on_existing_file(mlp_checkpoint: Path, tmp_path: Path) -> 
         "--overwrite",
     )
     assert out.read_bytes() == before
-
-
-def test_foreign_results_file_is_not_touched(mlp_checkpoint: Path, tmp_path: Path) -> None:
-    out = tmp_path / "foreign.h5"
-    out.write_bytes(b"not hdf5 at all")
-    assert_user_error(invoke("scan", mlp_checkpoint, *FAST, "-o", out), "--overwrite")
-    assert out.read_bytes() == b"not hdf5 at all"
-    assert_user_error(invoke("plot", "heatmap", out), "--overwrite")
 
 
 def test_plot_missing_results(tmp_path: Path) -> None:
