@@ -42,3 +42,7 @@ def test_models_it_cannot_help_are_returned_as_they_are() -> None:
     assert fast_layout(views, torch.randn(4, 1, 8, 8)) is views  # .view() breaks
     lenet = build_model("lenet5").eval()
     assert fast_layout(lenet, torch.randn(4, 784)) is lenet  # not an image batch
+    batchnorm = build_model("lenet5", batchnorm=True).train()
+    stats = batchnorm.bn1.running_mean.clone()
+    assert fast_layout(batchnorm, torch.randn(4, 1, 28, 28)) is batchnorm  # training mode
+    assert torch.equal(batchnorm.bn1.running_mean, stats)  # and untouched

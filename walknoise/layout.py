@@ -17,7 +17,8 @@ from torch import nn
 def fast_layout(model: nn.Module, x: torch.Tensor) -> nn.Module:
     """A channels-last copy of ``model`` where that helps and runs, else ``model`` itself."""
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if x.device.type != "cpu" or x.dim() != 4 or not has_conv:
+    # a model in training mode would update its BatchNorm statistics on the probe below
+    if x.device.type != "cpu" or x.dim() != 4 or not has_conv or model.training:
         return model
     probe = x[:2]
     try:
