@@ -13,6 +13,7 @@ The search finds each midpoint from a handful of σ; its error is against the gr
     python benchmarks/bench_scan.py            # LeNet-5 and MLP, all points × 25 σ × 5 repeats
     python benchmarks/bench_scan.py --quick    # 9 σ × 2 repeats
     python benchmarks/bench_scan.py --arch mlp
+    python benchmarks/bench_scan.py --no-naive # the scan and the search only
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def trained(arch: str) -> nn.Module:
     return model.eval()
 
 
-def walk(arch: str, n_sigma: int, repeats: int, naive_batch: int) -> None:
+def walk(arch: str, n_sigma: int, repeats: int, naive_batch: int, naive_loops: bool) -> None:
     model, test = trained(arch), resolve_data("mnist:test")
     sigmas = np.logspace(-2, 3, n_sigma)
     layers = [p.name for p in select(discover(model, test.input_shape))]
@@ -145,6 +146,7 @@ def walk(arch: str, n_sigma: int, repeats: int, naive_batch: int) -> None:
     runs = {
         name: timed(lambda b=batches: naive(model, b, layers, sigmas, repeats))
         for name, batches in loops.items()
+        if naive_loops
     }
     kwargs: dict[str, Any] = dict(
         sigmas=sigmas.tolist(), repeats=repeats, progress=False, include_global=False
@@ -154,8 +156,9 @@ def walk(arch: str, n_sigma: int, repeats: int, naive_batch: int) -> None:
     for name, (_, t, m) in [*runs.items(), ("walknoise.scan", (grid, t_fast, m_fast))]:
         print(f"{name:<40}{t:8.1f}s {cells / t:9.1f} {m:7.0f} MiB {t / t_fast:8.1f}×")
     per_layer = grid["accuracy"].sel(layer=layers).mean("repeat").values
-    gap = max(np.abs(acc.mean(axis=2) - per_layer).max() for acc, _, _ in runs.values())
-    print(f"largest gap in repeat-mean accuracy (different noise draws): {gap:.3f}")
+    gaps = [np.abs(acc.mean(axis=2) - per_layer).max() for acc, _, _ in runs.values()]
+    if gaps:
+        print(f"largest gap in repeat-mean accuracy (different noise draws): {max(gaps):.3f}")
     search(model, test, grid, kwargs, t_fast)
 
 
@@ -185,10 +188,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--arch", choices=["lenet5", "mlp", "both"], default="both")
     parser.add_argument("--naive-batch", type=int, default=128)
+    parser.add_argument("--no-naive", action="store_true", help="only the scan and the search")
     args = parser.parse_args()
     n_sigma, repeats = (9, 2) if args.quick else (25, 5)
     for arch in ("lenet5", "mlp") if args.arch == "both" else (args.arch,):
-        walk(arch, n_sigma, repeats, args.naive_batch)
+        walk(arch, n_sigma, repeats, args.naive_batch, not args.no_naive)
 
 
 if __name__ == "__main__":

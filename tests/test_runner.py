@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import walknoise
-from walknoise import metrics
+from tests.conftest import Residual, fit, learnable_data, tiny_mlp
+from walknoise import metrics, runner
+from walknoise.noise import make_noise
 
 # Runs in a fresh interpreter so that peak RSS (VmHWM) belongs to these scans alone: the cnn
 # zoo model, 11 entries × 10 σ × 10 repeats = 1,100 cells on 16 MNIST images, scanned three
@@ -100,3 +103,30 @@ def test_interrupted_scan_leaves_no_hooks(trained_mlp, data, monkeypatch) -> Non
     x, _ = data
     with torch.inference_mode():  # and the model computes exactly as before
         assert torch.equal(trained_mlp(x), trained_mlp(x))
+
+
+@pytest.mark.parametrize(
+    ("make", "points", "noise"),
+    [
+        (lambda: tiny_mlp(), ["fc1"], "additive"),
+        (lambda: tiny_mlp(batchnorm=True), ["<input>", "act1"], "combined"),  # two draws
+        (lambda: Residual(), ["fc1"], "multiplicative"),  # not a cut: replicated input
+    ],
+)
+@pytest.mark.parametrize("budget", [2**21, 200])  # 200 elements: repeats in chunks of 3 + 2
+def test_stacked_repeats_draw_what_each_repeat_draws_alone(
+    make, points, noise, budget, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(runner, "ELEMENT_BUDGET", budget)
+    x, y = learnable_data(300)
+    model = fit(make(), x, y, steps=50).eval()
+    layer = points[0] if len(points) == 1 else "<global>"
+    for sigma in (0.3, 3.0):
+        one = runner.LayerRunner(
+            model, x, y, make_noise(noise), [sigma], batch_size=64, max_batch=4096
+        )
+        alone = [one.run_repeat(layer, points, [1.0] * len(points), 7, r) for r in range(5)]
+        alone_acc = np.array([s.accuracy()[0] for s in alone])
+        stacked = one.run_repeats(layer, points, [1.0] * len(points), 7, 5)
+        np.testing.assert_array_equal(stacked, alone_acc)
+        assert len(set(alone_acc.tolist())) > 1 or sigma < 1  # the repeats do differ

@@ -159,12 +159,9 @@ def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
     spec, points, scales = plan.spec, plan.points_of(layer), plan.scales_of(layer)
 
     def probe(sigma: float) -> np.ndarray:
-        runner = _runner(model, plan, (sigma,))
-        return np.array(
-            [
-                runner.run_repeat(layer, points, scales, spec.seed, r).accuracy()[0]
-                for r in range(spec.repeats)
-            ]
+        # the repeats go through together, as the σ copies of a grid do
+        return _runner(model, plan, (sigma,)).run_repeats(
+            layer, points, scales, spec.seed, spec.repeats
         )
 
     found = find_midpoint(

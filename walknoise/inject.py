@@ -47,6 +47,9 @@ class Fanout:
     """Number of clean samples ``B`` in the current batch."""
     cache_eps: bool = True
     """Reuse each hook call's ε for later σ chunks of the same batch (scan engine)."""
+    gens: Sequence[torch.Generator] | None = None
+    """One generator per copy (the repeats of one σ, stacked by the midpoint search): each
+    copy draws its own ε, the draws it would make alone; the hooks' own generator is unused."""
     _eps: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
     _calls: dict[int, int] = field(default_factory=dict)
 
@@ -65,6 +68,12 @@ class Fanout:
         self.sigmas = sigmas
         self._calls.clear()
 
+    def new_copies(self, sigmas: torch.Tensor, gens: Sequence[torch.Generator]) -> None:
+        """Next chunk of per-copy generators: fresh draws from each (nothing to replay)."""
+        self.sigmas, self.gens = sigmas, gens
+        self._calls.clear()
+        self._eps.clear()
+
     def eps(
         self, hook_id: int, gen: torch.Generator | None, noise: Noise, like: torch.Tensor
     ) -> torch.Tensor:
@@ -74,7 +83,14 @@ class Fanout:
         if self.cache_eps and key in self._eps:
             return self._eps[key]
         shape = (noise.draws, self.batch, *like.shape[1:])
-        draw = torch.randn(shape, generator=gen, device=like.device, dtype=torch.float32)
+        if self.gens is None:
+            draw = torch.randn(shape, generator=gen, device=like.device, dtype=torch.float32)
+        else:  # (draws, copies, batch, ...): broadcasts like σ over the copies
+            draws = [
+                torch.randn(shape, generator=g, device=like.device, dtype=torch.float32)
+                for g in self.gens
+            ]
+            draw = torch.stack(draws, dim=1)
         if self.cache_eps:
             self._eps[key] = draw
         return draw

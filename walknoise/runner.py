@@ -134,12 +134,27 @@ class LayerRunner:
         gen = make_generator(cell_seed(seed, layer, repeat), self.x.device)
         return self._repeat(points, scales, gen, None)[0]
 
+    def run_repeats(
+        self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int, repeats: int
+    ) -> np.ndarray:
+        """Accuracy of each repeat at the runner's single σ, the repeats stacked as copies:
+        each draws from its own generator what ``run_repeat`` draws for it alone."""
+        if len(self.sigmas) != 1:
+            raise ValueError("run_repeats needs a runner of one σ")  # a bug, not user input
+        gens = [make_generator(cell_seed(seed, layer, r), self.x.device) for r in range(repeats)]
+        stacked = LayerRunner(
+            self.model, self.x, self.y, self.noise, [float(self.sigmas[0])] * repeats,
+            batch_size=self.batch_size, max_batch=self.max_batch, widths=self.widths,
+        )  # fmt: skip
+        return stacked._repeat(points, scales, None, None, gens)[0].accuracy()
+
     def _repeat(
         self,
         points: Sequence[str],
         scales: Sequence[float],
-        gen: torch.Generator,
+        gen: torch.Generator | None,
         fanout_ok: bool | None,
+        gens: Sequence[torch.Generator] | None = None,
     ) -> tuple[BatchStats, bool]:
         fo = Fanout(sigmas=self.sigmas)
         stats = BatchStats.zeros(len(self.sigmas), self.x.device)
@@ -152,7 +167,10 @@ class LayerRunner:
                 chunk = self.chunk(len(xb), points)
                 for start in range(0, len(self.sigmas), chunk):
                     sig = self.sigmas[start : start + chunk]
-                    fo.new_chunk(sig)
+                    if gens is None:
+                        fo.new_chunk(sig)
+                    else:
+                        fo.new_copies(sig, gens[start : start + chunk])
                     logits, fanout_ok = self._forward(xb, fo, fanout_ok)
                     c, ls, fin = score(logits.reshape(len(sig), len(xb), -1), yb)
                     stats.correct[start : start + chunk] += c
