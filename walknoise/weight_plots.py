@@ -47,7 +47,8 @@ def weights(result: object) -> Figure:
     kurt = np.stack([_own(ds["weight_kurtosis"], owner.get(n), n) for n in layers])
     clean = [float(_own_clean(ds, owner.get(n))) for n in layers]
     labels = [f"{n} ({owner.get(n, 'all')})" for n in layers]
-    fig = Figure(figsize=(5 + 0.35 * ds.sizes["sigma"], 1.2 + 0.9 * ds.sizes["layer"]))
+    # two panels of one annotated cell per σ: about 0.55 in per cell keeps "1.00" legible
+    fig = Figure(figsize=(3.5 + 1.1 * ds.sizes["sigma"], 1.4 + 0.5 * ds.sizes["layer"]))
     axes = fig.subplots(1, 2)
     panels: list[tuple[np.ndarray, str, str, dict[str, float]]] = [
         (growth, "L2 growth vs clean", "vlag", {"center": 1.0}),
