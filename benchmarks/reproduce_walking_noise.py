@@ -80,32 +80,16 @@ def study(
     }
     start = time.perf_counter()
     common["overwrite"] = overwrite  # else an interrupted run resumes where it stopped
-    add = walknoise.scan(
-        model,
-        "mnist",
-        noise="additive",
-        sigmas=cfg["sigmas"],
-        output=results / f"{mode}_{arch}_additive.h5",
-        **common,
-    )
+
+    def run(kind: str, noise: str, sigmas: str, **extra: Any) -> walknoise.Result:
+        path = results / f"{mode}_{arch}_{kind}.h5"
+        options = {**common, **extra}
+        return walknoise.scan(model, "mnist", noise=noise, sigmas=sigmas, output=path, **options)
+
+    add = run("additive", "additive", cfg["sigmas"])
     clamp = float(max(add.dataset["clean_weight_max_abs"].max(), 1e-3))
-    clamped = walknoise.scan(
-        model,
-        "mnist",
-        noise="additive",
-        sigmas=cfg["sigmas"],
-        clamp=clamp,
-        output=results / f"{mode}_{arch}_clamped.h5",
-        **{**common, "phase": "train"},
-    )
-    mult = walknoise.scan(
-        model,
-        "mnist",
-        noise="multiplicative",
-        sigmas=cfg["mult"],
-        output=results / f"{mode}_{arch}_multiplicative.h5",
-        **common,
-    )
+    clamped = run("clamped", "additive", cfg["sigmas"], clamp=clamp, phase="train")
+    mult = run("multiplicative", "multiplicative", cfg["mult"])
     seconds = time.perf_counter() - start
     draw(f"{mode}_{arch}", out, add, clamped, mult)
     return {
