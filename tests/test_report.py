@@ -24,3 +24,14 @@ def test_interval_brackets_the_midpoint(trained_mlp, data) -> None:
         row = mids.loc[layer]
         assert float(mid) == float(f"{row['midpoint']:.3g}")
         assert float(low) <= float(mid) <= float(high)
+
+
+def test_search_says_it_gives_no_interval(trained_mlp, data) -> None:
+    result = walknoise.scan(
+        trained_mlp, data, sigmas="log:1e-2:1e3:11", repeats=2, midpoint_search=True,
+        progress=False,
+    )  # fmt: skip
+    rows = midpoint_table(result).splitlines()[3:]
+    reached = [row for row in rows if row.split()[2][0].isdigit()]
+    assert reached and all("not with --midpoint-search" in row for row in reached)
+    assert "needs 2+ repeats" not in midpoint_table(result)

@@ -12,6 +12,15 @@ def _sig(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3g}"
 
 
+def _no_interval(result: Result) -> str:
+    """Why a reached midpoint has no bootstrap interval."""
+    if result.dataset.sizes["repeat"] < 2:
+        return "- (needs 2+ repeats)"
+    if "search_visits" in result.dataset:
+        return "- (not with --midpoint-search)"
+    return "-"
+
+
 def midpoint_table(result: Result) -> str:
     """Each layer's midpoint noise level, its bootstrap interval and module type (per phase)."""
     return "\n\n".join(_phase_table(result, phase) for phase in result.phases)
@@ -28,8 +37,8 @@ def _phase_table(result: Result, phase: str) -> str:
         elif row["status"] == REACHED:
             mid = _sig(row["midpoint"])
             interval = f"{_sig(row['low'])} – {_sig(row['high'])}"
-            if math.isnan(row["low"]):  # one repeat: nothing to resample
-                interval = "- (needs 2+ repeats)"
+            if math.isnan(row["low"]):
+                interval = _no_interval(result)
             elif math.isnan(row["high"]):
                 interval = f"{_sig(row['low'])} – > {sigma_max:.3g}"
         elif row["status"] == BELOW_RANGE:
