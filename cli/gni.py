@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line, model_options, open_model, output_options
+from cli.options import command_line, data_option, model_options, open_model, output_options
 from walknoise import gni_plots
 from walknoise.gni import PARAMS, GNISpec, load_gni, run_gni
 from walknoise.noise import KINDS
@@ -16,12 +16,7 @@ from walknoise.spec import parse_sigmas, split_names
 
 @click.command()
 @model_options
-@click.option(
-    "--data",
-    default="mnist",
-    show_default=True,
-    help="'mnist' (bundled 8,000-image train split) or a .pt/.npz file with x, y.",
-)
+@data_option("8,000-image train split")
 @click.option("--noise", type=click.Choice(KINDS), default="additive", show_default=True)
 @click.option("--ratio", default=0.5, show_default=True, type=float, help="combined noise split.")
 @click.option("--sigma", default="0.1", show_default=True, help="A level, a list or a grid.")

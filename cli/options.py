@@ -110,3 +110,13 @@ def output_options(default: str, device: bool = True) -> Callable[[Callable[...,
         return f
 
     return wrap
+
+
+def data_option(split: str) -> Callable[[Callable[..., Any]], Any]:
+    """``--data``: the bundled MNIST ``split`` (described for the help) or a user's file."""
+    return click.option(
+        "--data",
+        default="mnist",
+        show_default=True,
+        help=f"'mnist' (bundled {split}) or a .pt/.npz file with x, y.",
+    )

@@ -11,6 +11,7 @@ from cli.execution import execution_options, executor_of
 from cli.interrupt import stop_promptly
 from cli.options import (
     command_line,
+    data_option,
     model_options,
     open_model,
     output_options,
@@ -25,12 +26,7 @@ from walknoise.walk import resolve_device, run_spec
 
 @click.command()
 @model_options
-@click.option(
-    "--data",
-    default="mnist",
-    show_default=True,
-    help="'mnist' (bundled 2,000-image test split) or a .pt/.npz file with x, y.",
-)
+@data_option("2,000-image test split")
 @click.option("--noise", type=click.Choice(KINDS), default="additive", show_default=True)
 @click.option(
     "--ratio",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line
+from cli.options import command_line, data_option
 from walknoise.gni_train import MODES, GNITraining, training_hooks
 from walknoise.noise import KINDS
 from walknoise.recipes import train_checkpoint
@@ -21,12 +21,7 @@ from walknoise.training import TrainConfig
     help="mlp, lenet5, cnn, or package.module:factory.",
 )
 @click.option("--batchnorm", is_flag=True, help="Zoo models: add BatchNorm after each layer.")
-@click.option(
-    "--data",
-    default="mnist",
-    show_default=True,
-    help="'mnist' (bundled, 8,000-image train split) or a .pt/.npz file with x, y.",
-)
+@data_option("8,000-image train split")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
