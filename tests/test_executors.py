@@ -137,3 +137,34 @@ def test_executor_by_name_or_object(trained_mlp, data) -> None:
     a = walknoise.scan(trained_mlp, data, executor="serial", **SCAN).accuracy
     b = walknoise.scan(trained_mlp, data, executor=Serial(), **SCAN).accuracy
     xr.testing.assert_identical(a, b)
+
+
+class FakeJob:
+    """A submitit job as cancel() sees it: an id, a result file, a cancel method."""
+
+    def __init__(self, job_id: str, folder: Path) -> None:
+        self.job_id = job_id
+        self.paths = type("Paths", (), {"result_pickle": folder / f"{job_id}_result.pkl"})()
+        self.cancelled = 0
+
+    def cancel(self, check: bool = False) -> None:
+        self.cancelled += 1
+
+
+def test_both_cancel_calls_of_a_ctrl_c_report_the_cancellation(tmp_path: Path) -> None:
+    """Ctrl-C cancels from the watcher thread and from the unwinding generator at once;
+    whichever comes second must still get the line to print, and nothing is cancelled twice."""
+    import threading
+
+    executor = Submitit(cluster="local")
+    jobs = [FakeJob("7_0", tmp_path), FakeJob("7_1", tmp_path)]
+    (tmp_path / "7_0_result.pkl").touch()  # finished: not cancelled
+    executor._jobs = list(jobs)
+    said: list[str | None] = []
+    threads = [threading.Thread(target=lambda: said.append(executor.cancel())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert said == ["cancelled unfinished jobs 7_1"] * 2
+    assert [j.cancelled for j in jobs] == [1, 1]  # the local cluster cancels each job once

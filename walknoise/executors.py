@@ -174,6 +174,11 @@ class Submitit:
         self.options = options or SlurmOptions()
         self.cluster = cluster
         self._jobs: list[Any] = []
+        # Ctrl-C reaches cancel() twice at once: from the watcher thread that prints its line
+        # and from the unwinding generator's `finally`. The lock and the remembered line make
+        # both calls report the one cancellation, whichever ran it.
+        self._cancel_lock = threading.Lock()
+        self._cancelled: str | None = None
 
     def map(self, work: LayerWork, tasks: Sequence[LayerTask]) -> Iterator[Outcome]:
         folder = self.options.folder.resolve()
@@ -205,7 +210,7 @@ class Submitit:
             jobs = executor.map_array(run_from_file, [str(shipped)] * len(tasks), list(tasks))
         except Exception as err:  # sbatch refused: bad partition, no such GPU, ...
             raise WalknoiseError(f"SLURM refused the job array: {_first_line(err)}") from None
-        self._jobs = list(jobs)
+        self._jobs, self._cancelled = list(jobs), None
         (folder / ACTIVE).write_text("".join(f"{j.job_id}\n" for j in jobs))
         return self._jobs
 
@@ -220,8 +225,15 @@ class Submitit:
                 time.sleep(POLL_S)
 
     def cancel(self) -> str | None:
-        """Cancel the unfinished jobs; never raises (it runs on Ctrl-C)."""
-        jobs, self._jobs = self._jobs, []
+        """Cancel the unfinished jobs; never raises (it runs on Ctrl-C). Returns the line
+        to print, also to a second caller that found nothing left to cancel."""
+        with self._cancel_lock:
+            jobs, self._jobs = self._jobs, []
+            if jobs:
+                self._cancelled = self._scancel(jobs)
+            return self._cancelled
+
+    def _scancel(self, jobs: list[Any]) -> str | None:
         ids = [str(job.job_id) for job in jobs if not _finished(job)]
         if not ids:
             return None
