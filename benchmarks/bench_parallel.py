@@ -22,9 +22,9 @@ import torch
 
 import walknoise
 from walknoise.data import resolve_data
-from walknoise.executors import Executor, SlurmOptions, Submitit, make_executor
 from walknoise.models import build_model
 from walknoise.training import TrainConfig, seeded_init, train_model
+from walknoise.walk.executors import Executor, SlurmOptions, Submitit, make_executor
 
 
 def timed(

@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader, Dataset
 
 import walknoise
 from walknoise.data import resolve_data
-from walknoise.metrics import REACHED
 from walknoise.models import build_model
-from walknoise.points import discover, select
+from walknoise.noise.points import discover, select
 from walknoise.training import TrainConfig, seeded_init, train_model
+from walknoise.walk.metrics import REACHED
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 

@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from walknoise.data import TensorData, resolve_data
-from walknoise.ensemble import ELEMENT_BUDGET, group_size, train_ensemble, widest_activation
 from walknoise.models import build_model
-from walknoise.noise import Additive
+from walknoise.noise.kinds import Additive
 from walknoise.training import TrainConfig
-from walknoise.trainphase import fresh, train
+from walknoise.walk.ensemble import ELEMENT_BUDGET, group_size, train_ensemble, widest_activation
+from walknoise.walk.trainphase import fresh, train
 
 LAYER = {"mlp": "fc2", "lenet5": "conv2"}
 

@@ -2,7 +2,7 @@
 
 0. Calibration: what the tail-index estimator reads on known laws under each scaling.
 1. An MLP trained on bundled MNIST: α, skewness, kurtosis per weight tensor over a σ grid,
-   additive and multiplicative noise (walknoise.gni.gradient_noise).
+   additive and multiplicative noise (walknoise.gni.measure.gradient_noise).
 2. The same MLP trained with plain (implicit) multiplicative GNI, the noise tracked over
    training (GNITracker).
 3. Held-out loss after training with no noise, plain GNI and the noise-averaged loss
@@ -28,16 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from walknoise import gni_plots
 from walknoise.data import resolve_data
-from walknoise.gni import GNISpec, gradient_noise, noisy_loss
-from walknoise.gni_store import concat_steps
-from walknoise.gni_toy import fit, mse, sinusoids, split, toy_mlp
-from walknoise.gni_train import GNITracker, NoisyLoss
+from walknoise.gni import plots as gni_plots
+from walknoise.gni.measure import GNISpec, gradient_noise, noisy_loss
+from walknoise.gni.store import concat_steps
+from walknoise.gni.tails import robust_columns, standardize, standardize_columns, tail_index
+from walknoise.gni.toy import fit, mse, sinusoids, split, toy_mlp
+from walknoise.gni.tracking import GNITracker, NoisyLoss
 from walknoise.models import build_model
-from walknoise.plots import save_figure
-from walknoise.tails import robust_columns, standardize, standardize_columns, tail_index
 from walknoise.training import TrainConfig, seeded_init, train_model
+from walknoise.walk.plots import save_figure
 
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
 NUMBERS = FIGURES.parent / "gni_study.json"

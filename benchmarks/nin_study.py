@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from walknoise import nin_plots
-from walknoise.nin_compare import CompareConfig, CompareResult, compare, load_compare
-from walknoise.nin_phases import PHASES
-from walknoise.nin_probe import ProbeConfig, ProbeResult, load_probe, probe
-from walknoise.nin_report import compare_summary, compare_text, probe_text
-from walknoise.plots import save_figure
+from walknoise.nin import plots as nin_plots
+from walknoise.nin.compare import CompareConfig, CompareResult, compare, load_compare
+from walknoise.nin.phases import PHASES
+from walknoise.nin.probe import ProbeConfig, ProbeResult, load_probe, probe
+from walknoise.nin.report import compare_summary, compare_text, probe_text
+from walknoise.walk.plots import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures"
@@ -99,7 +99,7 @@ def part_acceptance(args: argparse.Namespace) -> dict[str, Any]:
     sigmas, lrs = ("1,1000", "0.1") if args.quick else ("1,100,1000", "1e-3,1e-2,1e-1")
     epochs = "1" if args.quick else "2"
     command = [
-        sys.executable, "-m", "cli", "nin", "probe", "--arch", "mlp", "--data", "mnist",
+        sys.executable, "-m", "walknoise.cli", "nin", "probe", "--arch", "mlp", "--data", "mnist",
         "--sigma-eps", sigmas, "--lr", lrs, "--epochs", epochs, "-o", str(out),
         "--overwrite", "--quiet",
     ]  # fmt: skip

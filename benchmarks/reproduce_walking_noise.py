@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 import walknoise
-from walknoise import plots, weight_plots
 from walknoise.data import resolve_data
 from walknoise.models import build_model
 from walknoise.training import TrainConfig, seeded_init, train_model
+from walknoise.walk import plots, weight_plots
 
 QUICK = {
     "name": "quick",

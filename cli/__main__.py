@@ -1,5 +1,5 @@
-"""``python -m cli`` runs the ``walknoise`` command (handy without the console script)."""
+"""``python -m walknoise.cli`` runs the ``walknoise`` command (handy without the console script)."""
 
-from cli.main import main
+from .main import main
 
 main()

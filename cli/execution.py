@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from walknoise.executors import EXECUTORS, Executor, SlurmOptions, make_executor
+from walknoise.walk.executors import EXECUTORS, Executor, SlurmOptions, make_executor
 
 
 def execution_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line, data_option, model_options, open_model, output_options
-from walknoise import gni_plots
-from walknoise.gni import PARAMS, GNISpec, load_gni, run_gni
-from walknoise.noise import KINDS
-from walknoise.plots import save_figure
-from walknoise.spec import parse_sigmas, split_names
+from walknoise.gni import plots as gni_plots
+from walknoise.gni.measure import PARAMS, GNISpec, load_gni, run_gni
+from walknoise.noise.kinds import KINDS
+from walknoise.walk.plots import save_figure
+from walknoise.walk.spec import parse_sigmas, split_names
+
+from .options import command_line, data_option, model_options, open_model, output_options
 
 
 @click.command()

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from walknoise import store
+from walknoise.io.netcdf import WRITING
 
 EXIT_INTERRUPTED = 130
 
@@ -67,7 +67,7 @@ def _watch(read_fd: int, signalled: threading.Event, message: str, cleanup: Clea
             return
     signalled.set()
     done = cleanup() if cleanup is not None else None
-    with store.WRITING:  # let an update in progress land: it holds a finished layer
+    with WRITING:  # let an update in progress land: it holds a finished layer
         _say(message if done is None else f"{message}\n{done}")
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)

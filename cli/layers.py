@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from cli.options import model_options, open_model
 from walknoise.data import resolve_data
-from walknoise.points import discover
+from walknoise.noise.points import discover
+
+from .options import model_options, open_model
 
 
 @click.command()

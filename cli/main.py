@@ -7,15 +7,16 @@ from typing import Any
 
 import click
 
-from cli.demo import demo
-from cli.gni import gni, gni_plot
-from cli.layers import layers
-from cli.nin import nin
-from cli.plot import plot
-from cli.scan import scan
-from cli.train import train
 from walknoise import __version__
 from walknoise.errors import WalknoiseError
+
+from .demo import demo
+from .gni import gni, gni_plot
+from .layers import layers
+from .nin import nin
+from .plot import plot
+from .scan import scan
+from .train import train
 
 
 class Group(click.Group):

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line, output_options
 from walknoise.errors import WalknoiseError
-from walknoise.nin_compare import METHODS, CompareConfig, compare
-from walknoise.nin_plots import compare_figure, niw_trajectories, phase_diagram, time_scales
-from walknoise.nin_probe import ProbeConfig, probe
-from walknoise.nin_report import compare_text, probe_text
-from walknoise.nin_train import OPTIMIZERS
-from walknoise.plots import save_figure
+from walknoise.nin.compare import METHODS, CompareConfig, compare
+from walknoise.nin.plots import compare_figure, niw_trajectories, phase_diagram, time_scales
+from walknoise.nin.probe import ProbeConfig, probe
+from walknoise.nin.report import compare_text, probe_text
+from walknoise.nin.train import OPTIMIZERS
+from walknoise.walk.plots import save_figure
+
+from .options import command_line, output_options
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:

@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from walknoise import plots, weight_plots
 from walknoise.errors import WalknoiseError
-from walknoise.result import Result, load
+from walknoise.walk import plots, weight_plots
+from walknoise.walk.result import Result, load
 
 RESULTS = click.Path(path_type=Path, dir_okay=False)
 

@@ -7,9 +7,16 @@ from typing import Any
 
 import click
 
-from cli.execution import execution_options, executor_of
-from cli.interrupt import stop_promptly
-from cli.options import (
+from walknoise.devices import resolve_device
+from walknoise.noise.kinds import KINDS
+from walknoise.walk.driver import run_spec
+from walknoise.walk.report import midpoint_table
+from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
+from walknoise.walk.trainphase import train_phase_spec
+
+from .execution import execution_options, executor_of
+from .interrupt import stop_promptly
+from .options import (
     command_line,
     data_option,
     model_options,
@@ -17,11 +24,6 @@ from cli.options import (
     output_options,
     train_phase_options,
 )
-from walknoise.noise import KINDS
-from walknoise.report import midpoint_table
-from walknoise.spec import ScanSpec, parse_sigmas, split_names
-from walknoise.trainphase import train_phase_spec
-from walknoise.walk import resolve_device, run_spec
 
 
 @click.command()

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
-from cli.options import command_line, data_option
-from walknoise.gni_train import MODES, GNITraining, training_hooks
-from walknoise.noise import KINDS
+from walknoise.gni.tracking import MODES, GNITraining, training_hooks
+from walknoise.noise.kinds import KINDS
 from walknoise.recipes import train_checkpoint
 from walknoise.training import TrainConfig
+
+from .options import command_line, data_option
 
 
 @click.command()

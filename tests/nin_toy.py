@@ -9,7 +9,7 @@ from torch import nn
 
 from tests.conftest import learnable_data
 from walknoise.data import TensorData
-from walknoise.nin_train import torch_threads
+from walknoise.nin.train import torch_threads
 
 
 @pytest.fixture(autouse=True)

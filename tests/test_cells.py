@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 import walknoise
-from walknoise.cells import EVAL, LayerTask, LayerWork, compute_layer, run_in_worker
-from walknoise.plan import make_plan
-from walknoise.spec import ScanSpec, parse_sigmas
+from walknoise.walk.cells import EVAL, LayerTask, LayerWork, compute_layer
+from walknoise.walk.executors import run_in_worker
+from walknoise.walk.plan import make_plan
+from walknoise.walk.spec import ScanSpec, parse_sigmas
 
 SIGMAS = "log:1e-2:1e2:7"
 

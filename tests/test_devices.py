@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 import walknoise
-from walknoise.inject import cell_seed
-from walknoise.plan import resolve_device
+from walknoise.devices import resolve_device
+from walknoise.noise.inject import cell_seed
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SCAN = dict(sigmas="log:1e-2:1e2:9", repeats=3, progress=False, batch_size=128)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from walknoise.cli.main import cli
 
 import walknoise
-from cli.main import cli
 from walknoise.data import load_mnist
 from walknoise.models import build_model
 from walknoise.training import seeded_init

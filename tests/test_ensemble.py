@@ -8,10 +8,10 @@ from torch import nn
 
 from tests.conftest import learnable_data, tiny_mlp
 from walknoise.data import TensorData
-from walknoise.ensemble import blocker, train_ensemble
-from walknoise.noise import Additive, Combined, Multiplicative, Noise
+from walknoise.noise.kinds import Additive, Combined, Multiplicative, Noise
 from walknoise.training import TrainConfig
-from walknoise.trainphase import TrainPhase, fresh, train
+from walknoise.walk.ensemble import blocker, train_ensemble
+from walknoise.walk.trainphase import TrainPhase, fresh, train
 
 CONFIG = TrainConfig(epochs=2, lr=1e-2, batch_size=48)  # 400 samples: a short last batch
 MEMBERS = [(s, 3 + r) for r in range(2) for s in (0.1, 1.0, 4.0)]

@@ -16,9 +16,9 @@ import tests.crash
 import walknoise
 from tests.conftest import learnable_data, tiny_mlp
 from tests.crash import CrashOnce
-from walknoise.cells import LayerTask, LayerWork, compute_layer
 from walknoise.errors import WalknoiseError
-from walknoise.executors import (
+from walknoise.walk.cells import LayerTask, LayerWork, compute_layer
+from walknoise.walk.executors import (
     Joblib,
     LayerFailed,
     Outcome,

@@ -15,7 +15,7 @@ from torch import nn
 
 from tests.conftest import learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
-from walknoise.gni import (
+from walknoise.gni.measure import (
     GNISpec,
     draw_gradients,
     gradient_noise,
@@ -24,8 +24,8 @@ from walknoise.gni import (
     noisy_loss,
     parameter_layers,
 )
-from walknoise.inject import inject
-from walknoise.points import INPUT
+from walknoise.noise.inject import inject
+from walknoise.noise.points import INPUT
 
 SIGMA = 0.3
 

@@ -9,11 +9,11 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from tests.conftest import learnable_data, tiny_mlp
-from walknoise import gni_plots
 from walknoise.errors import WalknoiseError
-from walknoise.gni import GNISpec, measure
-from walknoise.gni_store import concat_steps
-from walknoise.plots import save_figure
+from walknoise.gni import plots as gni_plots
+from walknoise.gni.measure import GNISpec, measure
+from walknoise.gni.store import concat_steps
+from walknoise.walk.plots import save_figure
 
 
 @pytest.fixture(scope="module")

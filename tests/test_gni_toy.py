@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from walknoise.errors import WalknoiseError
-from walknoise.gni import gradient_noise, noisy_loss
-from walknoise.gni_toy import fit, mse, sinusoids, split, toy_mlp
-from walknoise.points import INPUT
+from walknoise.gni.measure import gradient_noise, noisy_loss
+from walknoise.gni.toy import fit, mse, sinusoids, split, toy_mlp
+from walknoise.noise.points import INPUT
 
 
 def test_sinusoids_are_the_sum_of_phased_sines() -> None:

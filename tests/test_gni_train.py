@@ -10,8 +10,8 @@ import torch
 
 from tests.conftest import learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
-from walknoise.gni import GNISpec, load_gni
-from walknoise.gni_train import GNITracker, GNITraining, NoisyLoss, training_hooks
+from walknoise.gni.measure import GNISpec, load_gni
+from walknoise.gni.tracking import GNITracker, GNITraining, NoisyLoss, training_hooks
 from walknoise.training import TrainConfig, train_model
 
 CONFIG = TrainConfig(epochs=2, batch_size=100, seed=0)

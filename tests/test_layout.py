@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from walknoise.layout import fast_layout
 from walknoise.models import build_model
 from walknoise.training import seeded_init
+from walknoise.walk.layout import fast_layout
 
 
 class ViewsNCHW(nn.Module):

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import walknoise
-from walknoise import lock
 from walknoise.errors import WalknoiseError
+from walknoise.io import lock
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from walknoise.lock import one_writer
+from walknoise.io.lock import one_writer
 with one_writer(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
@@ -88,7 +88,7 @@ RACER = """
 import os, sys
 from pathlib import Path
 from walknoise.errors import WalknoiseError
-from walknoise.lock import one_writer
+from walknoise.io.lock import one_writer
 out, inside, held = Path(sys.argv[1]), Path(sys.argv[1] + ".inside"), 0
 for _ in range(int(sys.argv[2])):
     try:

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from walknoise.metrics import BELOW_RANGE, NOT_REACHED, REACHED, layer_midpoint, midpoint, score
+from walknoise.walk.metrics import (
+    BELOW_RANGE,
+    NOT_REACHED,
+    REACHED,
+    layer_midpoint,
+    midpoint,
+    score,
+)
 
 SIGMAS = np.array([0.01, 0.1, 1.0, 10.0, 100.0])
 

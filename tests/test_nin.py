@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from walknoise.errors import WalknoiseError
-from walknoise.nin import NINModel, attach_nins, nin_targets
-from walknoise.nin_train import torch_threads
+from walknoise.nin.model import NINModel, attach_nins, nin_targets
+from walknoise.nin.train import torch_threads
 from walknoise.training import TrainConfig, train_model
 
 

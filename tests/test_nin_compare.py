@@ -11,7 +11,7 @@ import xarray as xr
 
 from tests.nin_toy import _one_thread, data, small  # noqa: F401 (an autouse fixture)
 from walknoise.errors import WalknoiseError
-from walknoise.nin_compare import (
+from walknoise.nin.compare import (
     METHODS,
     CompareConfig,
     CompareResult,
@@ -21,8 +21,8 @@ from walknoise.nin_compare import (
     noisy_accuracy,
     train_method,
 )
-from walknoise.nin_report import compare_summary, compare_text
-from walknoise.nin_train import torch_threads
+from walknoise.nin.report import compare_summary, compare_text
+from walknoise.nin.train import torch_threads
 from walknoise.training import evaluate
 
 CONFIG = CompareConfig(

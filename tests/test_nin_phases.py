@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from walknoise.errors import WalknoiseError
-from walknoise.nin_phases import (
+from walknoise.nin.phases import (
     PhaseCriteria,
     classify,
     evidence,

@@ -10,13 +10,13 @@ from matplotlib.figure import Figure
 
 from tests import test_nin_compare as cmp
 from tests import test_nin_probe as prb
-from walknoise import nin_plots
 from walknoise.errors import WalknoiseError
-from walknoise.nin_compare import CompareConfig, CompareResult, compare
-from walknoise.nin_phases import PHASES
-from walknoise.nin_probe import ProbeConfig, ProbeResult, probe
-from walknoise.nin_train import torch_threads
-from walknoise.plots import save_figure
+from walknoise.nin import plots as nin_plots
+from walknoise.nin.compare import CompareConfig, CompareResult, compare
+from walknoise.nin.phases import PHASES
+from walknoise.nin.probe import ProbeConfig, ProbeResult, probe
+from walknoise.nin.train import torch_threads
+from walknoise.walk.plots import save_figure
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import xarray as xr
 
 from tests.nin_toy import _one_thread, data, small  # noqa: F401 (an autouse fixture)
 from walknoise.errors import WalknoiseError
-from walknoise.nin_phases import PHASES, PhaseCriteria
-from walknoise.nin_probe import ProbeConfig, ProbeResult, load_probe, probe
-from walknoise.nin_report import probe_text
-from walknoise.nin_train import torch_threads
+from walknoise.nin.phases import PHASES, PhaseCriteria
+from walknoise.nin.probe import ProbeConfig, ProbeResult, load_probe, probe
+from walknoise.nin.report import probe_text
+from walknoise.nin.train import torch_threads
 
 CONFIG = ProbeConfig(sigma_eps=(0.01, 1e4), lr=(0.05, 0.2), seeds=(0, 1), epochs=3)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from walknoise import nin_store
 from walknoise.errors import WalknoiseError
+from walknoise.io import netcdf as nin_store
 
 
 def _dataset(value: float = 1.0) -> xr.Dataset:

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from walknoise.errors import WalknoiseError
-from walknoise.nin import attach_nins
-from walknoise.nin_phases import classify, fit_decay
-from walknoise.nin_train import torch_threads, train_trace
+from walknoise.nin.model import attach_nins
+from walknoise.nin.phases import classify, fit_decay
+from walknoise.nin.train import torch_threads, train_trace
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from walknoise.errors import WalknoiseError
-from walknoise.noise import Additive, Combined, Multiplicative, make_noise
+from walknoise.noise.kinds import Additive, Combined, Multiplicative, make_noise
 
 N = 400_000
 

@@ -1,4 +1,4 @@
-"""Tests for walknoise.plots on a hand-built scan dataset."""
+"""Tests for walknoise.walk.plots on a hand-built scan dataset."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.text import Annotation
 
-from walknoise import plots
 from walknoise.errors import WalknoiseError
+from walknoise.walk import plots
 
 LAYERS = ["<input>", "conv1", "act1", "fc3", "<global>", "fc_pending"]
 SIGMA = np.logspace(-3, 1, 17)  # 4 columns per decade; decades at columns 0, 4, 8, 12, 16

@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import Residual, tiny_mlp
 from walknoise.errors import WalknoiseError
-from walknoise.points import discover, select
+from walknoise.noise.points import discover, select
 
 
 def test_discover_in_forward_order_with_shapes() -> None:

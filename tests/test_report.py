@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import walknoise
-from walknoise.report import midpoint_table
+from walknoise.walk.report import midpoint_table
 
 
 def test_one_repeat_says_why_there_is_no_interval(trained_mlp, data) -> None:

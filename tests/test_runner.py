@@ -14,8 +14,8 @@ from torch import nn
 
 import walknoise
 from tests.conftest import Residual, fit, learnable_data, tiny_mlp
-from walknoise import metrics, runner
-from walknoise.noise import make_noise
+from walknoise.noise.kinds import make_noise
+from walknoise.walk import metrics, runner
 
 # Runs in a fresh interpreter so that peak RSS (VmHWM) belongs to these scans alone: the cnn
 # zoo model, 11 entries × 10 σ × 10 repeats = 1,100 cells on 16 MNIST images, scanned three
@@ -26,7 +26,7 @@ PROBE = """
 import gc, json, sys
 import torch
 import walknoise
-from walknoise import store
+from walknoise.walk import store
 from walknoise.data import load_mnist
 from walknoise.models import build_model
 from walknoise.training import seeded_init
@@ -95,7 +95,7 @@ def test_interrupted_scan_leaves_no_hooks(trained_mlp, data, monkeypatch) -> Non
             raise KeyboardInterrupt
         return score(*args)
 
-    monkeypatch.setattr("walknoise.runner.score", interrupted)
+    monkeypatch.setattr("walknoise.walk.runner.score", interrupted)
     with pytest.raises(KeyboardInterrupt):
         walknoise.scan(trained_mlp, data, sigmas="0.1,1,10", repeats=3, progress=False)
     assert calls["n"] == 5

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from walknoise.metrics import BELOW_RANGE, NOT_REACHED, REACHED
-from walknoise.search import find_midpoint
+from walknoise.walk.metrics import BELOW_RANGE, NOT_REACHED, REACHED
+from walknoise.walk.search import find_midpoint
 
 
 def logistic(mid: float, width: float = 0.4, clean: float = 0.98, chance: float = 0.1):  # type: ignore[no-untyped-def]

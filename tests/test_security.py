@@ -19,7 +19,7 @@ SHELLS = {"system", "popen", "spawnl", "spawnv", "execv", "execvp", "execl", "ex
 # torch.load without weights_only=True is allowed once: the loader's --trust-pickle branch.
 TRUSTED_UNPICKLE = "walknoise/models/checkpoint.py"
 # pickle.load of the job file the driver itself wrote for its SLURM workers (submitit's way).
-TRUSTED_PICKLE = {"walknoise/executors.py"}
+TRUSTED_PICKLE = {"walknoise/walk/executors.py"}
 
 
 def calls(path: Path) -> list[ast.Call]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from walknoise.errors import WalknoiseError
-from walknoise.spec import ScanSpec, parse_sigmas
+from walknoise.walk.spec import ScanSpec, parse_sigmas
 
 
 def test_parse_log_lin_and_list() -> None:

@@ -8,8 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
-from walknoise import store
 from walknoise.errors import WalknoiseError
+from walknoise.io import netcdf
+from walknoise.io.netcdf import stale_temps
+from walknoise.walk import store
 
 DOC = Path(__file__).parent.parent / "docs" / "results-format.md"
 
@@ -65,13 +67,13 @@ def test_ctrl_c_during_an_update_lands_after_it(tmp_path: Path, monkeypatch) -> 
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the update
         fsync(fd)
 
-    monkeypatch.setattr(store.os, "fsync", interrupted_fsync)
+    monkeypatch.setattr(netcdf.os, "fsync", interrupted_fsync)
     with pytest.raises(KeyboardInterrupt):
         store.write_layer(path, 1, {"accuracy": np.full((2, 3), 0.5)})
     monkeypatch.undo()
     assert store.read_header(path)["layer_done"].tolist() == [False, True]
     assert store.read(path)["accuracy"].values[1].tolist() == [[0.5] * 3] * 2
-    assert store.stale_temps(path) == []
+    assert stale_temps(path) == []
 
 
 @pytest.mark.parametrize("damage", ["drop accuracy", "short layer_done", "drop sigma"])

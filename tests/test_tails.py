@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from walknoise.errors import WalknoiseError
-from walknoise.tails import (
+from walknoise.gni.tails import (
     bin_centres,
     histogram,
     moments,

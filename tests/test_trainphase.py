@@ -8,11 +8,11 @@ from torch import nn
 from tests.conftest import learnable_data, tiny_mlp
 from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
-from walknoise.noise import Additive, Multiplicative, Noise
-from walknoise.runner import LayerRunner
+from walknoise.noise.kinds import Additive, Multiplicative, Noise
 from walknoise.training import TrainConfig
-from walknoise.trainphase import TrainPhase, fresh, train, train_phase_spec
-from walknoise.weights import kurtosis, param_layers
+from walknoise.walk.runner import LayerRunner
+from walknoise.walk.trainphase import TrainPhase, fresh, train, train_phase_spec
+from walknoise.walk.weights import kurtosis, param_layers
 
 CONFIG = TrainConfig(epochs=2, lr=1e-2, batch_size=50)
 
@@ -83,8 +83,11 @@ def test_cell_reproducible_from_its_seed() -> None:
     stats = runner.run_repeat("fc1", ["fc1"], [1.0], 3, 1)
     assert out["trained_accuracy"][1, 1] == stats.accuracy()[0]
     names = param_layers(model)
-    assert out["weight_kurtosis"][1, 1, 0] == kurtosis(
-        dict(model.named_modules())[names[0]].weight.detach()
+    # The ensemble trains the copies as one batched computation, this model alone: the same
+    # arithmetic in another order, so the weights agree to float32 rounding (~1e-7 relative
+    # per step, a few hundred steps), not to the bit on every CPU.
+    assert out["weight_kurtosis"][1, 1, 0] == pytest.approx(
+        kurtosis(dict(model.named_modules())[names[0]].weight.detach()), rel=1e-5
     )
 
 

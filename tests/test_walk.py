@@ -10,9 +10,9 @@ from torch import nn
 
 import walknoise
 from tests.conftest import Residual, fit, learnable_data, tiny_mlp
-from walknoise import cells, runner
 from walknoise.errors import WalknoiseError
-from walknoise.inject import cell_seed
+from walknoise.noise.inject import cell_seed
+from walknoise.walk import cells, runner
 
 SIGMAS = "log:1e-2:1e2:9"
 

@@ -7,8 +7,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from tests.test_trainphase import phase
-from walknoise import weight_plots
 from walknoise.errors import WalknoiseError
+from walknoise.walk import weight_plots
 
 
 @pytest.fixture(scope="module")

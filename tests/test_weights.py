@@ -6,7 +6,7 @@ from torch import nn
 
 from tests.conftest import fit, learnable_data, tiny_mlp
 from walknoise.training import evaluate
-from walknoise.weights import (
+from walknoise.walk.weights import (
     bimodality,
     binarized,
     clamp_weights,

@@ -3,21 +3,39 @@
 >>> import walknoise
 >>> result = walknoise.scan(model, "mnist", noise="additive", sigmas="log:1e-2:1e3:31")
 >>> result.midpoints()
+
+The names below load on first use, so ``import walknoise`` (and ``walknoise --help``) stays
+light; the families are subpackages: ``walknoise.walk``, ``walknoise.noise``,
+``walknoise.gni``, ``walknoise.nin``, ``walknoise.io``, ``walknoise.models``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("walknoise")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+local"
+import importlib
+from typing import TYPE_CHECKING, Any
 
+from walknoise._version import __version__
 from walknoise.errors import WalknoiseError
-from walknoise.inject import inject
-from walknoise.noise import Additive, Combined, Multiplicative, make_noise
-from walknoise.result import Result, load
-from walknoise.trainphase import train
-from walknoise.walk import scan
+
+if TYPE_CHECKING:
+    from walknoise.noise.inject import inject
+    from walknoise.noise.kinds import Additive, Combined, Multiplicative, make_noise
+    from walknoise.walk.driver import scan
+    from walknoise.walk.result import Result, load
+    from walknoise.walk.trainphase import train
+
+# public name -> the module that defines it
+_LAZY = {
+    "Additive": "walknoise.noise.kinds",
+    "Combined": "walknoise.noise.kinds",
+    "Multiplicative": "walknoise.noise.kinds",
+    "make_noise": "walknoise.noise.kinds",
+    "inject": "walknoise.noise.inject",
+    "Result": "walknoise.walk.result",
+    "load": "walknoise.walk.result",
+    "scan": "walknoise.walk.driver",
+    "train": "walknoise.walk.trainphase",
+}
 
 __all__ = [
     "Additive",
@@ -32,3 +50,21 @@ __all__ = [
     "scan",
     "train",
 ]
+
+
+_SUBPACKAGES = ("gni", "io", "models", "nin", "noise", "walk")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"walknoise.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'walknoise' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access skips this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

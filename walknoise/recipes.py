@@ -6,15 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import walknoise
+from walknoise._version import __version__
 from walknoise.data import resolve_data
+from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.models import build_model, save_checkpoint
-from walknoise.plots import heatmap, save_figure
-from walknoise.report import midpoint_table
-from walknoise.result import Result
 from walknoise.training import LossFn, StepHook, TrainConfig, seeded_init, train_model
-from walknoise.walk import resolve_device, scan
+from walknoise.walk.driver import scan
+from walknoise.walk.plots import heatmap, save_figure
+from walknoise.walk.report import midpoint_table
+from walknoise.walk.result import Result
 
 
 def train_checkpoint(
@@ -70,7 +71,7 @@ def train_checkpoint(
         "train_accuracy": float(metrics["train_accuracy"]),
         "test_accuracy": float(metrics.get("test_accuracy", float("nan"))),
         "seconds": float(metrics["seconds"]),
-        "walknoise_version": walknoise.__version__,
+        "walknoise_version": __version__,
         **(extra_meta or {}),
     }
     kwargs["input_shape"] = list(kwargs["input_shape"])

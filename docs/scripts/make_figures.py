@@ -21,13 +21,13 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import walknoise
-from walknoise import plots, weight_plots
 from walknoise.data import resolve_data
 from walknoise.models import build_model
-from walknoise.noise import Additive, Combined, Multiplicative
-from walknoise.plots import save_figure
+from walknoise.noise.kinds import Additive, Combined, Multiplicative
 from walknoise.training import TrainConfig, seeded_init, train_model
-from walknoise.weights import bimodality, kurtosis, mode_fraction
+from walknoise.walk import plots, weight_plots
+from walknoise.walk.plots import save_figure
+from walknoise.walk.weights import bimodality, kurtosis, mode_fraction
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
 SIGMAS = "log:1e-2:1e2:17"

@@ -108,7 +108,7 @@ def test_state_dict_with_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_train_phase_writes_accuracy_and_every_weight_stat(
     mlp_checkpoint: Path, tmp_path: Path
 ) -> None:
-    from walknoise.train_schema import TRAIN_VARIABLES
+    from walknoise.walk.schema import TRAIN_VARIABLES
 
     out = tmp_path / "t.h5"
     result = invoke(

@@ -16,7 +16,7 @@ from torch import nn
 
 import walknoise
 from tests.cli.conftest import assert_user_error, invoke
-from walknoise.lock import one_writer
+from walknoise.io.lock import one_writer
 from walknoise.models import build_model, save_checkpoint
 from walknoise.training import seeded_init
 
@@ -124,7 +124,7 @@ def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path
     args = [
         sys.executable,
         "-m",
-        "cli",
+        "walknoise.cli",
         "scan",
         str(mlp_checkpoint),
         "--sigmas",
@@ -166,7 +166,7 @@ def test_ctrl_c_inside_a_long_forward_pass_stops_within_a_second(tmp_path: Path)
         model, net, arch="cnn", arch_kwargs={}, input_shape=(1, 28, 28), num_classes=10, meta={}
     )
     out = tmp_path / "r.h5"
-    args = [sys.executable, "-m", "cli", "scan", str(model), "--batch-size", "2000"]
+    args = [sys.executable, "-m", "walknoise.cli", "scan", str(model), "--batch-size", "2000"]
     args += ["--layers", "<input>,conv1", "--sigmas", "0.1,1,10", "--repeats", "4"]
     proc = subprocess.Popen([*args, "-o", str(out), "--quiet"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -189,7 +189,7 @@ def test_interrupt_raised_without_a_signal_stops_the_ordinary_way(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cli.scan.run_spec", interrupted)
+    monkeypatch.setattr("walknoise.cli.scan.run_spec", interrupted)
     result = invoke("scan", mlp_checkpoint, *FAST, "-o", tmp_path / "r.h5")
     assert result.exit_code == 130
     assert result.stderr.startswith("interrupted: finished layers are saved")

@@ -27,7 +27,7 @@ import pytest
 import xarray as xr
 
 import walknoise
-from walknoise import store
+from walknoise.io.netcdf import stale_temps
 
 ROUNDS = int(os.environ.get("WALKNOISE_FAULT_ROUNDS", "3"))
 SEED = int(os.environ.get("WALKNOISE_FAULT_SEED", "0"))
@@ -39,7 +39,7 @@ class Scan:
     """A `walknoise scan` subprocess that notes when its loop starts (the bar's first write)."""
 
     def __init__(self, model: Path, out: Path) -> None:
-        command = [sys.executable, "-m", "cli", "scan", str(model), *SCAN, "-o", str(out)]
+        command = [sys.executable, "-m", "walknoise.cli", "scan", str(model), *SCAN, "-o", str(out)]
         self.start = time.monotonic()
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.looping = threading.Event()
@@ -116,4 +116,4 @@ def test_sigkill_at_random_moments_loses_nothing(mlp_checkpoint: Path, tmp_path:
     assert final["layer_done"].values.all()
     assert_same_cells(final, reference)
     assert stable_attrs(final) == stable_attrs(reference)
-    assert store.stale_temps(out) == []  # copies left by kills were cleaned on resume
+    assert stale_temps(out) == []  # copies left by kills were cleaned on resume

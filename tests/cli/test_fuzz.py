@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.cli.conftest import assert_user_error, invoke
+from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
-from walknoise.plan import resolve_device
-from walknoise.spec import parse_sigmas
+from walknoise.walk.spec import parse_sigmas
 
 EXAMPLES = int(os.environ.get("WALKNOISE_FUZZ_EXAMPLES", "15"))
 FUZZ = settings(

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.cli.conftest import assert_user_error, invoke
-from walknoise.gni import load_gni
+from walknoise.gni.measure import load_gni
 
 FAST = ("--draws", "5", "--batches", "2", "--quiet")
 

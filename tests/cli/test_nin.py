@@ -9,8 +9,8 @@ import pytest
 
 from tests.cli.conftest import assert_user_error, invoke
 from tests.conftest import learnable_data
-from walknoise.nin_compare import load_compare
-from walknoise.nin_probe import load_probe
+from walknoise.nin.compare import load_compare
+from walknoise.nin.probe import load_probe
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,17 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def scan(model: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "cli", "scan", str(model), *SCAN, "-o", str(out), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "walknoise.cli",
+        "scan",
+        str(model),
+        *SCAN,
+        "-o",
+        str(out),
+        *extra,
+    ]
     return subprocess.Popen(
         command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

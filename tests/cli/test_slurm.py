@@ -24,7 +24,7 @@ import tests.crash
 import walknoise
 from tests.conftest import tiny_mlp
 from tests.crash import CrashOnce
-from walknoise.executors import ACTIVE, SlurmOptions, Submitit
+from walknoise.walk.executors import ACTIVE, SlurmOptions, Submitit
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("WALKNOISE_SLURM") != "1", reason="needs a SLURM cluster: WALKNOISE_SLURM=1"
@@ -34,7 +34,17 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def run_scan(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cli", "scan", str(model), *SCAN, "-o", str(out), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "walknoise.cli",
+        "scan",
+        str(model),
+        *SCAN,
+        "-o",
+        str(out),
+        *extra,
+    ]
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
 
 
@@ -83,7 +93,16 @@ def test_array_task_that_dies_is_reported_and_rerun(data, tmp_path, caplog) -> N
 
 def test_ctrl_c_cancels_the_job_array(mlp_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.h5"
-    command = [sys.executable, "-m", "cli", "scan", str(mlp_checkpoint), *SCAN, "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "walknoise.cli",
+        "scan",
+        str(mlp_checkpoint),
+        *SCAN,
+        "-o",
+        str(out),
+    ]
     proc = subprocess.Popen(
         [*command, "--executor", "slurm"], env=ENV, stderr=subprocess.PIPE, text=True
     )

@@ -1,0 +1,1 @@
+"""Results files: one netCDF layer (``netcdf``), the one-writer lock (``lock``)."""

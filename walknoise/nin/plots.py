@@ -1,0 +1,237 @@
+"""Figures for NIN probes and comparisons; each returns a fresh matplotlib ``Figure``.
+
+Like :mod:`walknoise.walk.plots`: no pyplot, no global state, presentation only — every number
+drawn was computed by the probe or the comparison. Save with
+:func:`walknoise.walk.plots.save_figure`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import seaborn as sns
+import xarray as xr
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+from walknoise.errors import WalknoiseError
+from walknoise.nin.phases import PHASES
+
+__all__ = ["compare_figure", "niw_trajectories", "phase_diagram", "time_scales"]
+
+PHASE_COLOURS = {
+    "decoupled": "#4C72B0",
+    "decay": "#55A868",
+    "catapult": "#DD8452",
+    "divergent": "#C44E52",
+    "unclassified": "#BBBBBB",
+}
+
+
+def _probe(result: object) -> xr.Dataset:
+    ds = getattr(result, "dataset", result)
+    if not isinstance(ds, xr.Dataset) or "niw_norm" not in ds:
+        raise WalknoiseError(
+            f"cannot draw a {type(result).__name__}: pass a NIN ProbeResult or its dataset"
+        )
+    return ds
+
+
+def _lr_label(lr: float) -> str:
+    return f"lr {lr:g}"
+
+
+def niw_trajectories(result: object, *, seed: int | None = None, nin: str | None = None) -> Figure:
+    """NIW norm / its start vs step, one panel per learning rate, one line per σ_ε.
+
+    ``nin`` picks one NIN (default: the total norm over all); ``seed`` one seed (default:
+    the first). The line style tells the run's phase.
+    """
+    ds = _probe(result)
+    seed = int(ds["seed"].values[0]) if seed is None else seed
+    if seed not in ds["seed"].values:
+        raise WalknoiseError(f"seed {seed} is not in the probe; choose from {list(ds.seed.values)}")
+    one = ds.sel(seed=seed)
+    norms = _norms(one, nin)
+    lrs, sigmas = one["lr"].values, one["sigma_eps"].values
+    fig = Figure(figsize=(3.6 * len(lrs) + 1.2, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(lrs), sharey=True, squeeze=False)[0]
+    palette = sns.color_palette("viridis", len(sigmas))
+    steps = one["step"].values
+    ratio = norms / norms[..., :1]
+    for j, ax in enumerate(axes):
+        for i, colour in enumerate(palette):
+            phase = PHASES[int(one["phase"].values[i, j])]
+            ax.plot(steps, ratio[i, j], color=colour, lw=1.4, ls=_STYLE[phase])
+            finite = np.flatnonzero(np.isfinite(ratio[i, j]))
+            if phase == "divergent" and finite.size:  # its end, even when off the top
+                last = finite[-1]
+                ax.plot(steps[last], min(ratio[i, j, last], _TOP), "x", color=colour, ms=8)
+        ax.set_yscale("log")
+        low = np.nanmin(ratio[np.isfinite(ratio)]) if np.isfinite(ratio).any() else 0.1
+        ax.set_ylim(max(low * 0.8, 1e-4), _TOP * 1.5)
+        ax.set_title(_lr_label(float(lrs[j])), fontsize="medium")
+        ax.set_xlabel("step")
+        ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("NIW norm / initial")
+    handles = [
+        Line2D([], [], color=c, lw=2, label=f"σ_ε {s:g}")
+        for s, c in zip(sigmas, palette, strict=True)
+    ]
+    handles += [Line2D([], [], color="0.3", ls=_STYLE[p], label=p) for p in PHASES]
+    handles.append(Line2D([], [], color="0.3", marker="x", ls="", label="end of a divergent run"))
+    fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize="small")
+    which = "total over NINs" if nin is None else nin
+    fig.suptitle(f"NIW norm trajectories ({which}, seed {seed})")
+    return fig
+
+
+_TOP = 1e3  # divergent runs would squash every other line to the bottom
+_STYLE: dict[str, Any] = {
+    "decoupled": "-",
+    "decay": "-.",
+    "catapult": "--",
+    "divergent": ":",
+    "unclassified": (0, (3, 1, 1, 1, 1, 1)),
+}
+
+
+def _norms(ds: xr.Dataset, nin: str | None) -> np.ndarray:
+    """(sigma_eps, lr, step) norms of one NIN, or the total over NINs."""
+    if nin is None:
+        total = (ds["niw_norm"] ** 2).sum("nin", skipna=False) ** 0.5
+        return np.asarray(total.values)
+    names = [str(n) for n in ds["nin"].values]
+    if nin not in names:
+        raise WalknoiseError(f"no NIN at {nin!r}; the probe has NINs at {', '.join(names)}")
+    return np.asarray(ds["niw_norm"].sel(nin=nin).values)
+
+
+def phase_diagram(result: object) -> Figure:
+    """σ_ε × learning rate, each cell coloured by its most common phase over seeds."""
+    ds = _probe(result)
+    codes = ds["phase"].values  # (sigma_eps, lr, seed)
+    sigmas, lrs = ds["sigma_eps"].values, ds["lr"].values
+    majority = np.zeros(codes.shape[:2], dtype=int)
+    agree = np.zeros(codes.shape[:2], dtype=int)
+    for i in range(len(sigmas)):
+        for j in range(len(lrs)):
+            counts = np.bincount(codes[i, j].astype(int), minlength=len(PHASES))
+            order = [(counts[c], -1 if c == len(PHASES) - 1 else c) for c in range(len(PHASES))]
+            majority[i, j] = int(max(range(len(PHASES)), key=lambda c: order[c]))
+            agree[i, j] = counts[majority[i, j]]
+    fig = Figure(figsize=(2.0 + 1.25 * len(lrs), 1.6 + 0.55 * len(sigmas)), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = ListedColormap([PHASE_COLOURS[p] for p in PHASES])
+    ax.imshow(majority, cmap=cmap, vmin=-0.5, vmax=len(PHASES) - 0.5, origin="lower")
+    ax.set_aspect("auto")
+    n_seeds = codes.shape[2]
+    for i in range(len(sigmas)):
+        for j in range(len(lrs)):
+            text = PHASES[majority[i, j]]
+            if agree[i, j] < n_seeds:
+                text += f"\n{agree[i, j]}/{n_seeds} seeds"
+            ax.text(j, i, text, ha="center", va="center", fontsize="small", color="white")
+    ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+    ax.set_yticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
+    ax.set_xlabel(f"learning rate ({ds.attrs.get('optimizer', '')})")
+    ax.set_ylabel("σ_ε")
+    nins = ", ".join(str(n) for n in ds["nin"].values)
+    ax.set_title(f"NIN phases ({ds.attrs.get('arch', '')}, NINs at {nins})", fontsize="medium")
+    return fig
+
+
+def time_scales(result: object) -> Figure:
+    """Decay times of the NIW norm, the train loss and the test loss vs σ_ε, per lr.
+
+    Medians over seeds (and NINs); a missing point means no decay within the run. The dashed
+    horizontal lines are the runs without NINs.
+    """
+    ds = _probe(result)
+    sigmas, lrs = ds["sigma_eps"].values, ds["lr"].values
+    series = {
+        "NIW norm": ds["tau_niw"].median(("nin", "seed")).values,
+        "train loss": ds["tau_train_loss"].median("seed").values,
+        "test loss": ds["tau_test_loss"].median("seed").values,
+    }
+    ref = ds["reference_tau_test_loss"].median("seed").values
+    markers = {"NIW norm": "o", "train loss": "s", "test loss": "^"}
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    palette = sns.color_palette("colorblind", len(lrs))
+    for j, colour in enumerate(palette):
+        for name, values in series.items():
+            style = "-" if name == "NIW norm" else ":"
+            ax.plot(sigmas, values[:, j], marker=markers[name], ls=style, color=colour)
+        if math.isfinite(ref[j]):
+            ax.axhline(ref[j], color=colour, ls="--", lw=0.8)
+    ax.set_xscale("log")
+    if any(np.isfinite(v).any() for v in series.values()) or np.isfinite(ref).any():
+        ax.set_yscale("log")
+    else:  # nothing decayed: say so instead of an empty log axis
+        ax.text(0.5, 0.5, "no decay within the runs", transform=ax.transAxes, ha="center")
+    ax.set_xlabel("σ_ε")
+    ax.set_ylabel("decay time τ (optimiser steps)")
+    ax.grid(True, which="major", alpha=0.3)
+    handles: list[Any] = [
+        Patch(color=c, label=_lr_label(float(lr))) for lr, c in zip(lrs, palette, strict=True)
+    ]
+    handles += [Line2D([], [], color="0.3", marker=m, ls="", label=n) for n, m in markers.items()]
+    handles.append(Line2D([], [], color="0.3", ls="--", label="test loss, no NIN"))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_title("Does the NIW decay track the loss? (fits from each series' peak)")
+    return fig
+
+
+def compare_figure(result: object) -> Figure:
+    """Left: accuracy vs input-noise σ per method; right: each layer's walk midpoint."""
+    ds = getattr(result, "dataset", result)
+    if not isinstance(ds, xr.Dataset) or "noisy_accuracy" not in ds:
+        raise WalknoiseError(f"cannot draw a {type(result).__name__}: pass a CompareResult")
+    methods = [str(m) for m in ds["method"].values]
+    palette = sns.color_palette("colorblind", len(methods))
+    fig = Figure(figsize=(12.5, 4.6), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.4])
+    sigma = np.concatenate([[0.0], ds["sigma"].values])
+    layers = [str(v) for v in ds["layer"].values]
+    for i, (method, colour) in enumerate(zip(methods, palette, strict=True)):
+        acc = np.column_stack([ds["clean_accuracy"].values[i], ds["noisy_accuracy"].values[i]])
+        left.errorbar(sigma, acc.mean(0), acc.std(0), color=colour, marker="o", capsize=3)
+        mids = np.where(ds["midpoint_status"].values[i] == 1, ds["midpoint"].values[i], np.nan)
+        offset = (i - (len(methods) - 1) / 2) * 0.1
+        mean, std = _nan_mean_std(mids)
+        x = np.arange(len(layers)) + offset
+        right.errorbar(x, mean, std, color=colour, marker="o", ls="-", lw=1)
+        left.plot([], [], color=colour, label=method)
+    left.set_xlabel("σ of Gaussian noise on the test inputs (0 = clean)")
+    left.set_ylabel("test accuracy (mean ± std over seeds)")
+    left.grid(True, alpha=0.3)
+    left.legend(frameon=False, fontsize="small")
+    right.set_yscale("log")
+    right.yaxis.set_major_formatter(ScalarFormatter())
+    right.yaxis.set_minor_formatter(NullFormatter())
+    right.set_xticks(range(len(layers)), layers, rotation=30, ha="right")
+    right.set_ylabel("walk midpoint σ (additive noise)")
+    right.grid(True, which="major", alpha=0.3)
+    right.set_title("per-layer midpoint (higher = more robust)", fontsize="medium")
+    fig.suptitle(
+        f"NINR vs other regularisers: {ds.attrs.get('arch', '')} on {ds.attrs.get('data')}"
+    )
+    return fig
+
+
+def _nan_mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (layer) mean and std over the finite rows (seeds); NaN where none."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    safe = np.where(finite, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = safe.sum(axis=0) / count
+        var = (np.where(finite, values - mean, 0.0) ** 2).sum(axis=0) / count
+    return np.where(count > 0, mean, np.nan), np.where(count > 0, np.sqrt(var), np.nan)

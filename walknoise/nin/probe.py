@@ -1,0 +1,190 @@
+"""``walknoise.nin.probe.probe``: NIN runs over a (σ_ε, learning rate, seed) grid.
+
+For every seed and learning rate the probe trains one reference run without NINs, then one
+run per σ_ε with NINs, all from the same initial weights and data order (and, across σ_ε,
+the same ε draws scaled by σ_ε), so the runs differ only by the injected noise. Each run is
+traced step by step (:mod:`walknoise.nin.train`), classified into a phase and fitted with
+exponential time scales (:mod:`walknoise.nin.phases`); everything goes to one
+``xarray.Dataset`` with dimensions ``sigma_eps``, ``lr``, ``seed``, ``nin`` and ``step``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from walknoise._version import __version__
+from walknoise.data import TensorData, resolve_data
+from walknoise.devices import resolve_device
+from walknoise.errors import WalknoiseError
+from walknoise.models import build_model
+from walknoise.nin.config import ProbeConfig
+from walknoise.nin.model import attach_nins, nin_targets
+from walknoise.nin.phases import PHASES
+from walknoise.nin.results import (
+    FORMAT,
+    FORMAT_VERSION,
+    ProbeResult,
+    Runs,
+    build_dataset,
+    load_probe,
+)
+from walknoise.nin.train import torch_threads, train_trace
+from walknoise.training import seeded_init
+
+__all__ = [
+    "FORMAT",
+    "ProbeConfig",
+    "ProbeResult",
+    "load_probe",
+    "model_factory",
+    "probe",
+    "train_test_data",
+]
+
+ModelFactory = Callable[[], nn.Module]
+
+
+def train_test_data(data: Any, test_data: Any = None) -> tuple[TensorData, TensorData]:
+    """``mnist`` -> its fixed 8,000/2,000 split; anything else needs ``test_data`` too."""
+    if isinstance(data, str) and data.lower().split(":")[0] == "mnist":
+        return resolve_data("mnist:train"), resolve_data(test_data or "mnist:test")
+    train = resolve_data(data)  # a missing file is named before a missing test set
+    if test_data is None:
+        raise WalknoiseError(
+            "a NIN run needs a clean test set to trace the test loss: pass --test-data "
+            "(a .pt/.npz with x, y) with your --data, or use --data mnist"
+        )
+    return train, resolve_data(test_data)
+
+
+def model_factory(arch: str | ModelFactory, train: TensorData) -> ModelFactory:
+    """A zero-argument builder: ``arch`` itself if callable, else the zoo/factory name
+    built for ``train``'s input shape and classes."""
+    if callable(arch):
+        return arch
+    kwargs = {"input_shape": train.input_shape, "num_classes": train.num_classes}
+    return lambda: build_model(arch, **kwargs)
+
+
+def probe(
+    arch: str | ModelFactory = "mlp",
+    data: Any = "mnist",
+    config: ProbeConfig | None = None,
+    *,
+    test_data: Any = None,
+    output: str | Path | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> ProbeResult:
+    """Train the grid of ``config`` and return (and with ``output``, write) the results.
+
+    ``arch`` is a zoo name, ``package.module:factory``, or a function returning a fresh
+    model (called under :func:`~walknoise.training.seeded_init`). ``threads`` sets torch's
+    CPU threads for the duration (see :func:`~walknoise.nin.train.torch_threads`).
+    """
+    with torch_threads(threads):
+        return _probe(
+            arch, data, config or ProbeConfig(), test_data, output, device, progress, command
+        )
+
+
+def _probe(
+    arch: str | ModelFactory,
+    data: Any,
+    cfg: ProbeConfig,
+    test_data: Any,
+    output: str | Path | None,
+    device: str,
+    progress: bool,
+    command: str | None,
+) -> ProbeResult:
+    dev = resolve_device(device)
+    if output is not None and not Path(output).parent.is_dir():
+        raise WalknoiseError(f"directory {Path(output).parent} does not exist; create it first")
+    train, test = train_test_data(data, test_data)
+    factory = model_factory(arch, train)
+    with seeded_init(0):
+        nin_targets(factory(), cfg.where)  # a bad layer name fails before any training
+    steps = cfg.epochs * -(-len(train) // cfg.batch_size)
+    every = cfg.eval_every or max(1, steps // 500)
+    runs = Runs()
+    total = len(cfg.seeds) * len(cfg.lr) * (len(cfg.sigma_eps) + 1) * steps
+    with tqdm(total=total, unit="step", desc="nin probe", disable=not progress) as bar:
+        for k, seed in enumerate(cfg.seeds):
+            for j, lr in enumerate(cfg.lr):
+                for i in (-1, *range(len(cfg.sigma_eps))):  # -1: the reference run
+                    sigma = None if i < 0 else cfg.sigma_eps[i]
+                    model = _model(factory, seed, sigma, cfg, runs, dev)
+                    trace = train_trace(
+                        model, train.x, train.y, lr=lr, epochs=cfg.epochs,
+                        batch_size=cfg.batch_size, seed=seed, optimizer=cfg.optimizer,
+                        x_test=test.x, y_test=test.y, eval_every=every, progress=bar,
+                    )  # fmt: skip
+                    bar.update(steps - trace.steps_done)  # a stopped run skips its rest
+                    if i < 0:
+                        runs.reference[j, k] = trace
+                    else:
+                        runs.nin[i, j, k] = trace
+    ds = build_dataset(cfg, runs, steps, _attrs(cfg, arch, train, test, every, command))
+    result = ProbeResult(ds)
+    if output is not None:
+        result.save(output)
+    return result
+
+
+def _model(
+    factory: ModelFactory,
+    seed: int,
+    sigma: float | None,
+    cfg: ProbeConfig,
+    runs: Runs,
+    device: torch.device,
+) -> nn.Module:
+    with seeded_init(seed):
+        model = factory().to(device)
+    if sigma is None:
+        return model
+    nin = attach_nins(model, cfg.where, sigma_eps=sigma, init_scale=cfg.init_scale, seed=seed)
+    runs.names = nin.names
+    return nin
+
+
+def _attrs(
+    cfg: ProbeConfig,
+    arch: str | ModelFactory,
+    train: TensorData,
+    test: TensorData,
+    every: int,
+    command: str | None,
+) -> dict[str, Any]:
+    arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
+    config = {**cfg.to_dict(), "arch": arch_name, "eval_every": every}
+    config.update(train_data=train.name, test_data=test.name)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "title": "walknoise NIN probe of learning dynamics",
+        "walknoise_version": __version__,
+        "torch_version": str(torch.__version__),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command or " ".join(sys.argv),
+        "config": json.dumps(config, sort_keys=True),
+        "arch": arch_name,
+        "data": train.name,
+        "test_data": test.name,
+        "optimizer": cfg.optimizer,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "phase_names": " ".join(PHASES),
+    }

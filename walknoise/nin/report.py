@@ -1,0 +1,139 @@
+"""Plain-text and pandas summaries of NIN probes and comparisons (CLI and notebooks)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from walknoise.nin.compare import CompareResult
+from walknoise.nin.phases import PHASES
+from walknoise.nin.results import ProbeResult
+
+__all__ = ["compare_summary", "compare_text", "probe_text"]
+
+
+def _grid_text(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _phase_cell(codes: np.ndarray, majority: str) -> str:
+    """The majority phase, with its count when the seeds disagree."""
+    n = int(np.sum(codes == PHASES.index(majority)))
+    return majority if n == codes.size else f"{majority} ({n}/{codes.size})"
+
+
+def probe_text(result: ProbeResult) -> str:
+    """Phase of each (σ_ε, lr) cell, the median time scales, and the reference runs."""
+    ds = result.dataset
+    grid = result.phase_grid()
+    lrs = [f"lr {lr:g}" for lr in ds["lr"].values]
+    rows = [["σ_ε", *lrs]]
+    codes = ds["phase"].values
+    for i, sigma in enumerate(ds["sigma_eps"].values):
+        cells = [_phase_cell(codes[i, j], str(grid.iloc[i, j])) for j in range(len(lrs))]
+        rows.append([f"{sigma:g}", *cells])
+    tau = [["σ_ε", *(f"τ niw/train/test, {lr}" for lr in lrs)]]
+    niw = ds["tau_niw"].median(("nin", "seed")).values
+    train = ds["tau_train_loss"].median("seed").values
+    test = ds["tau_test_loss"].median("seed").values
+    for i, sigma in enumerate(ds["sigma_eps"].values):
+        cells = [
+            f"{_num(niw[i, j])}/{_num(train[i, j])}/{_num(test[i, j])}" for j in range(len(lrs))
+        ]
+        tau.append([f"{sigma:g}", *cells])
+    ref = ds["reference_final_test_accuracy"].mean("seed").values
+    ref_line = ", ".join(f"{lr}: {acc:.3f}" for lr, acc in zip(lrs, ref, strict=True))
+    steps = ds.sizes["step"] - 1
+    head = (
+        f"NIN probe: {ds.attrs.get('arch')} on {ds.attrs.get('data')}, "
+        f"{ds.attrs.get('optimizer')}, {steps} steps, NINs at "
+        f"{', '.join(str(n) for n in ds['nin'].values)}, {ds.sizes['seed']} seed(s)"
+    )
+    return "\n".join(
+        [
+            head,
+            "",
+            _grid_text(rows),
+            "",
+            "decay times in steps (median over seeds; - = no decay within the run)",
+            _grid_text(tau),
+            "",
+            f"final test accuracy without NINs: {ref_line}",
+        ]
+    )
+
+
+def _num(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.3g}"
+
+
+def _mean_std(values: np.ndarray, digits: int = 3) -> str:
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def _midpoint_cell(values: np.ndarray, status: np.ndarray, sigma_max: float) -> str:
+    reached = values[(status == 1) & np.isfinite(values)]
+    if reached.size == 0:
+        return f"> {sigma_max:g}"
+    cell = f"{np.mean(reached):.3g} ± {np.std(reached):.2g}"
+    return cell if reached.size == values.size else f"{cell} ({reached.size}/{values.size})"
+
+
+def compare_summary(result: CompareResult) -> pd.DataFrame:
+    """One row per method: clean and noisy accuracy, then each layer's midpoint (mean ± std
+    over seeds; a midpoint not reached by every seed notes how many reached it)."""
+    ds = result.dataset
+    sigma_max = float(ds.attrs.get("walk_sigma_max", float("nan")))
+    table: dict[str, list[str]] = {"clean": []}
+    for sigma in ds["sigma"].values:
+        table[f"σ={sigma:g}"] = []
+    for layer in ds["layer"].values:
+        table[f"mid {layer}"] = []
+    for method in result.methods:
+        row = ds.sel({"method": method})  # not sel(method=...): that is its fill method
+        table["clean"].append(_mean_std(row["clean_accuracy"].values))
+        for sigma in ds["sigma"].values:
+            acc = row["noisy_accuracy"].sel(sigma=sigma).values
+            table[f"σ={sigma:g}"].append(_mean_std(acc))
+        for layer in ds["layer"].values:
+            mid = row["midpoint"].sel(layer=layer).values
+            status = row["midpoint_status"].sel(layer=layer).values
+            table[f"mid {layer}"].append(_midpoint_cell(mid, status, sigma_max))
+    return pd.DataFrame(table, index=pd.Index(result.methods, name="method"))
+
+
+def compare_text(result: CompareResult) -> str:
+    """The accuracy table and the midpoint table, then what each method was."""
+    ds = result.dataset
+    summary = compare_summary(result)
+    acc_cols = [c for c in summary.columns if not c.startswith("mid ")]
+    mid_cols = [c for c in summary.columns if c.startswith("mid ")]
+    parts = [
+        f"NINR comparison: {ds.attrs.get('arch')} on {ds.attrs.get('data')}, "
+        f"{ds.attrs.get('epochs')} epochs, {ds.sizes['seed']} seeds (mean ± std)",
+        "",
+        "test accuracy, clean and with Gaussian input noise σ",
+        _table(summary, acc_cols),
+        "",
+        "midpoint σ of the walk (additive noise), per layer",
+        _grid_text(
+            [
+                ["layer", *summary.index],
+                *([c.removeprefix("mid "), *summary[c]] for c in mid_cols),
+            ]
+        ),
+        "",
+        *(f"{m}: {what}" for m, what in result.describe().items()),
+    ]
+    return "\n".join(parts)
+
+
+def _table(df: pd.DataFrame, columns: list[str]) -> str:
+    rows = [["method", *columns]]
+    rows += [[str(m), *(str(df.loc[m, c]) for c in columns)] for m in df.index]
+    return _grid_text(rows)

@@ -1,0 +1,195 @@
+"""Forward hooks that inject noise, as context managers that always remove them.
+
+Two uses share one hook:
+
+* ``inject(model, layer, noise, sigma)`` — the notebook API: fresh ε on every forward pass.
+* the scan engine — a *stack* of σ values in one forward pass. The hook at the noisy point
+  receives a clean batch of ``B`` samples and fans it out to ``S·B`` (one copy per σ), so the
+  layers before it run once; every copy is scaled from the same ε (common random numbers),
+  which is cached per batch so that splitting σ into chunks does not change a single number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from walknoise.errors import WalknoiseError
+from walknoise.noise.kinds import Noise, make_noise
+from walknoise.noise.points import INPUT
+
+
+def cell_seed(seed: int, layer: str, repeat: int) -> int:
+    """The generator seed of one (layer, repeat): stable across runs, machines and Python."""
+    digest = hashlib.sha256(f"walknoise:{seed}:{layer}:{repeat}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+@dataclass
+class Fanout:
+    """Per-forward state shared by the hooks of one scan cell group."""
+
+    sigmas: torch.Tensor
+    """The σ values of this forward pass, one per stacked copy (already scaled)."""
+    batch: int = 0
+    """Number of clean samples ``B`` in the current batch."""
+    cache_eps: bool = True
+    """Reuse each hook call's ε for later σ chunks of the same batch (scan engine)."""
+    gens: Sequence[torch.Generator] | None = None
+    """One generator per copy (the repeats of one σ, stacked by the midpoint search): each
+    copy draws its own ε, the draws it would make alone; the hooks' own generator is unused."""
+    _eps: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
+    _calls: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def copies(self) -> int:
+        return int(self.sigmas.numel())
+
+    def new_batch(self, batch: int) -> None:
+        """Start a new batch: forget cached ε (the next draws continue each generator)."""
+        self.batch = batch
+        self._eps.clear()
+        self._calls.clear()
+
+    def new_chunk(self, sigmas: torch.Tensor) -> None:
+        """Next σ chunk of the same batch: replay the cached ε in the same call order."""
+        self.sigmas = sigmas
+        self._calls.clear()
+
+    def new_copies(self, sigmas: torch.Tensor, gens: Sequence[torch.Generator]) -> None:
+        """Next chunk of per-copy generators: fresh draws from each (nothing to replay)."""
+        self.sigmas, self.gens = sigmas, gens
+        self._calls.clear()
+        self._eps.clear()
+
+    def eps(
+        self, hook_id: int, gen: torch.Generator | None, noise: Noise, like: torch.Tensor
+    ) -> torch.Tensor:
+        call = self._calls.get(hook_id, 0)
+        self._calls[hook_id] = call + 1
+        key = (hook_id, call)
+        if self.cache_eps and key in self._eps:
+            return self._eps[key]
+        shape = (noise.draws, self.batch, *like.shape[1:])
+        if self.gens is None:
+            draw = torch.randn(shape, generator=gen, device=like.device, dtype=torch.float32)
+        else:  # (draws, copies, batch, ...): broadcasts like σ over the copies
+            draws = [
+                torch.randn(shape, generator=g, device=like.device, dtype=torch.float32)
+                for g in self.gens
+            ]
+            draw = torch.stack(draws, dim=1)
+        if self.cache_eps:
+            self._eps[key] = draw
+        return draw
+
+
+class NoiseHook:
+    """Adds noise to one point's output; knows how to fan a clean batch out to σ copies."""
+
+    def __init__(
+        self, fanout: Fanout, noise: Noise, gen: torch.Generator | None, scale: float = 1.0
+    ) -> None:
+        self.fanout = fanout
+        self.noise = noise
+        self.gen = gen
+        self.scale = scale
+
+    def perturb(self, y: torch.Tensor) -> torch.Tensor:
+        fo = self.fanout
+        if fo.batch == 0 or not fo.cache_eps:
+            fo.batch = y.shape[0]  # plain `inject` use: every call is its own batch
+        n, copies, batch = y.shape[0], fo.copies, fo.batch
+        if n not in (batch, copies * batch):
+            raise WalknoiseError(
+                f"an injection point got a tensor with leading size {n}, expected the batch "
+                f"size {batch}; walknoise needs the batch as the first dimension"
+            )
+        eps = fo.eps(id(self), self.gen, self.noise, y)
+        base = y.unsqueeze(0) if n == batch else y.reshape(copies, batch, *y.shape[1:])
+        sig = (fo.sigmas * self.scale).reshape(copies, *([1] * y.dim()))
+        work = base.float() if base.dtype in (torch.float16, torch.bfloat16) else base
+        out = self.noise.apply(work, sig.to(work.device, work.dtype), eps.to(work.dtype))
+        return out.to(y.dtype).reshape(copies * batch, *y.shape[1:])
+
+    def forward_hook(self, _m: nn.Module, _inputs: object, output: object) -> object:
+        if not isinstance(output, torch.Tensor):
+            raise WalknoiseError("noise can only be injected where a module returns one tensor")
+        return self.perturb(output)
+
+    def pre_hook(self, _m: nn.Module, args: tuple[object, ...]) -> tuple[object, ...]:
+        x = args[0]
+        if not isinstance(x, torch.Tensor):
+            raise WalknoiseError("noise at <input> needs the model's first argument to be a tensor")
+        return (self.perturb(x), *args[1:])
+
+
+def attach(model: nn.Module, layer: str, hook: NoiseHook) -> RemovableHandle:
+    """Register ``hook`` at ``layer`` (a ``named_modules()`` name or ``<input>``)."""
+    if layer == INPUT:
+        return model.register_forward_pre_hook(hook.pre_hook)
+    modules = dict(model.named_modules())
+    if layer not in modules or layer == "":
+        names = [n for n in modules if n][:6]
+        raise WalknoiseError(
+            f"the model has no layer named {layer!r}; use a named_modules() name such as "
+            f"{', '.join(names)} (or <input>)"
+        )
+    module: nn.Module = modules[layer]
+    return module.register_forward_hook(hook.forward_hook)
+
+
+@contextmanager
+def hooks(
+    model: nn.Module,
+    layers: Sequence[str],
+    fanout: Fanout,
+    noise: Noise,
+    gens: Sequence[torch.Generator | None],
+    scales: Sequence[float],
+) -> Iterator[None]:
+    """Attach one hook per layer for the duration of the block; removed even on error."""
+    handles: list[RemovableHandle] = []
+    try:
+        for layer, gen, scale in zip(layers, gens, scales, strict=True):
+            handles.append(attach(model, layer, NoiseHook(fanout, noise, gen, scale)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def inject(
+    model: nn.Module,
+    layer: str | Sequence[str],
+    noise: Noise | str = "additive",
+    sigma: float = 0.1,
+    *,
+    generator: torch.Generator | None = None,
+) -> Iterator[nn.Module]:
+    """Inject Gaussian noise at ``layer`` (or several layers) while the block runs.
+
+    ε is drawn independently per element and per forward pass, from ``generator`` when given.
+
+    >>> with walknoise.noise.inject(model, "conv1", "multiplicative", sigma=0.2):
+    ...     noisy_logits = model(x)
+    """
+    layers = [layer] if isinstance(layer, str) else list(layer)
+    fanout = Fanout(sigmas=torch.tensor([float(sigma)]), cache_eps=False)
+    with hooks(
+        model, layers, fanout, make_noise(noise), [generator] * len(layers), [1.0] * len(layers)
+    ):
+        yield model

@@ -1,0 +1,229 @@
+"""One layer's cells, computed wherever an executor puts them.
+
+``compute_layer(work, task)`` is a top-level function over plain, picklable data (the model,
+the plan with its data, the train phase), so it runs alike in the driver, in a joblib worker
+or in a SLURM job. It returns the layer's values and never touches the results file: the
+driver (``walknoise.walk.driver``) is its only writer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from walknoise.devices import resolve_device
+from walknoise.noise.kinds import make_noise
+from walknoise.walk.layout import fast_layout
+from walknoise.walk.metrics import BatchStats, layer_midpoint
+from walknoise.walk.plan import Plan, widest_after
+from walknoise.walk.runner import LayerRunner
+from walknoise.walk.schema import MAX_VISITS
+from walknoise.walk.search import find_midpoint
+from walknoise.walk.trainphase import TrainPhase
+from walknoise.walk.weights import weight_hists, weight_stats
+
+EVAL, TRAIN = "layer_done", "trained_layer_done"  # the done flag of each kind of cell
+
+
+@dataclass(frozen=True)
+class LayerTask:
+    """All cells of one entry of the layer axis, of one phase."""
+
+    index: int
+    """Position on the layer axis."""
+    layer: str
+    flag: str
+    """``layer_done`` (eval-only cells) or ``trained_layer_done`` (train phase)."""
+
+
+@dataclass
+class LayerDone:
+    """A finished task: the layer's values and the layer-less values it rewrites."""
+
+    task: LayerTask
+    values: dict[str, Any]
+    whole: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LayerWork:
+    """Everything needed to compute any layer of one scan; what a worker receives."""
+
+    model: nn.Module
+    plan: Plan
+    trainer: TrainPhase | None = None
+    threads: int | None = None
+    """Intra-op threads for a worker process (``None``: leave torch's choice)."""
+
+    def portable(self, threads: int | None = None) -> LayerWork:
+        """A copy to ship to another process: tensors on the CPU; the worker picks its device
+        (a SLURM job may have the GPU that the submitting machine lacks)."""
+        plan = dataclasses.replace(
+            self.plan, x=self.plan.x.cpu(), y=self.plan.y.cpu(), device=torch.device("cpu")
+        )
+        trainer = self.trainer
+        if trainer is not None:
+            trainer = dataclasses.replace(
+                trainer,
+                device=torch.device("cpu"),
+                clean={r: _on_cpu(m) for r, m in trainer.clean.items()},
+            )
+        return LayerWork(_on_cpu(self.model), plan, trainer, threads)
+
+    def localized(self) -> LayerWork:
+        """In the worker: move everything to the device ``spec.device`` names here."""
+        device = resolve_device(self.plan.spec.device)
+        if device.type == "cpu":
+            return self
+        plan = dataclasses.replace(
+            self.plan, x=self.plan.x.to(device), y=self.plan.y.to(device), device=device
+        )
+        trainer = self.trainer and dataclasses.replace(self.trainer, device=device)
+        return LayerWork(self.model.to(device), plan, trainer, self.threads)
+
+
+def _on_cpu(model: nn.Module) -> nn.Module:
+    if all(t.device.type == "cpu" for t in model.state_dict().values()):
+        return model  # pickling copies it anyway
+    return copy.deepcopy(model).cpu()
+
+
+def compute_layer(work: LayerWork, task: LayerTask) -> LayerDone:
+    """The cells of one task, computed here."""
+    if task.flag == EVAL:
+        return LayerDone(task, _eval_layer(work.model, work.plan, task.layer, work.trainer))
+    assert work.trainer is not None
+    return LayerDone(task, *_train_layer(work.plan, task.layer, work.trainer))
+
+
+def _eval_layer(
+    model: nn.Module, plan: Plan, layer: str, trainer: TrainPhase | None
+) -> dict[str, Any]:
+    """Eval-only cells: the given model, or with a train phase the clean model of each seed."""
+    spec = plan.spec
+    model = fast_layout(model, plan.x)
+    if spec.midpoint_search:
+        return _search_layer(model, plan, layer)
+    acc, loss, nonfin = (np.full((len(spec.sigmas), spec.repeats), np.nan) for _ in range(3))
+    clean = plan.clean.accuracy
+    for r in range(spec.repeats):
+        net = (
+            model
+            if trainer is None
+            else fast_layout(trainer.clean_model(r).to(plan.device), plan.x)
+        )
+        runner = _runner(net, plan)
+        stats: BatchStats = runner.run_repeat(
+            layer, plan.points_of(layer), plan.scales_of(layer), spec.seed, r
+        )
+        acc[:, r], loss[:, r] = stats.accuracy(), stats.mean_loss()
+        nonfin[:, r] = stats.nonfinite_fraction()
+    if trainer is not None:
+        clean = float(np.mean(_clean_accuracies(plan, trainer)))
+    mid = _midpoint(plan, acc, clean)
+    return {
+        "accuracy": acc,
+        "accuracy_drop": clean - acc,
+        "loss": loss,
+        "nonfinite_fraction": nonfin,
+        "midpoint": mid.value,
+        "midpoint_status": mid.status,
+        "midpoint_low": mid.low,
+        "midpoint_high": mid.high,
+        "midpoint_per_repeat": mid.per_repeat,
+        "layer_scale": plan.scales.get(layer, float("nan")),
+    }
+
+
+def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
+    """The midpoint by adaptive search: only the σ values it visits are evaluated."""
+    spec, points, scales = plan.spec, plan.points_of(layer), plan.scales_of(layer)
+
+    def probe(sigma: float) -> np.ndarray:
+        # the repeats go through together, as the σ copies of a grid do
+        return _runner(model, plan, (sigma,)).run_repeats(
+            layer, points, scales, spec.seed, spec.repeats
+        )
+
+    found = find_midpoint(
+        probe,
+        min(spec.sigmas),
+        max(spec.sigmas),
+        plan.clean.accuracy,
+        1.0 / plan.clean.num_classes,
+        rtol=spec.rtol,
+        max_evals=MAX_VISITS,
+    )
+    sigmas = np.full(MAX_VISITS, np.nan)
+    acc = np.full((MAX_VISITS, spec.repeats), np.nan)
+    sigmas[: len(found.sigmas)] = found.sigmas
+    acc[: len(found.accuracy)] = found.accuracy
+    return {
+        "midpoint": found.value,
+        "midpoint_status": found.status,
+        "search_sigma": sigmas,
+        "search_accuracy": acc,
+        "search_visits": len(found.sigmas),
+        "layer_scale": plan.scales.get(layer, float("nan")),
+    }
+
+
+def _runner(model: nn.Module, plan: Plan, sigmas: Sequence[float] | None = None) -> LayerRunner:
+    return LayerRunner(
+        model,
+        plan.x,
+        plan.y,
+        make_noise(plan.spec.noise, plan.spec.ratio),
+        plan.spec.sigmas if sigmas is None else sigmas,
+        batch_size=plan.spec.batch_size,
+        max_batch=plan.spec.max_batch,
+        widths=widest_after(plan.found),
+    )
+
+
+def _midpoint(plan: Plan, acc: np.ndarray, clean: float) -> Any:
+    chance = 1.0 / plan.clean.num_classes
+    return layer_midpoint(np.asarray(plan.spec.sigmas), acc, clean, chance)
+
+
+def _clean_accuracies(plan: Plan, trainer: TrainPhase) -> list[float]:
+    return [trainer.clean_accuracy(r) for r in range(plan.spec.repeats)]
+
+
+def _train_layer(
+    plan: Plan, layer: str, trainer: TrainPhase
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train-phase cells of one entry, and the clean reference of every seed."""
+    spec = plan.spec
+    values: dict[str, Any] = trainer.run_layer(
+        layer, plan.points_of(layer), spec.sigmas, spec.repeats, plan.scales_of(layer)
+    )
+    clean = np.asarray(_clean_accuracies(plan, trainer))
+    values["trained_accuracy_drop"] = clean[None, :] - values["trained_accuracy"]
+    mid = _midpoint(plan, values["trained_accuracy"], float(clean.mean()))
+    values |= {
+        "trained_midpoint": mid.value,
+        "trained_midpoint_status": mid.status,
+        "trained_midpoint_low": mid.low,
+        "trained_midpoint_high": mid.high,
+    }
+    return values, _clean_reference(plan, trainer, clean)
+
+
+def _clean_reference(plan: Plan, trainer: TrainPhase, clean: np.ndarray) -> dict[str, Any]:
+    """Per-seed clean-model values (no layer axis): the same for every layer, so rewritten
+    with each, which keeps a resumed file complete whichever layer finished last."""
+    models = [trainer.clean_model(r) for r in range(plan.spec.repeats)]
+    out: dict[str, Any] = {"clean_model_accuracy": clean}
+    stats = [weight_stats(m, plan.params) for m in models]
+    for name in stats[0]:
+        out["clean_" + name] = np.array([s[name] for s in stats])
+    out["clean_weight_hist"] = np.array([weight_hists(m, plan.params) for m in models])
+    return out

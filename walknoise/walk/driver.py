@@ -1,0 +1,227 @@
+"""``walknoise.scan``: plan a walk, run its layers on an executor, keep each finished layer.
+
+The driver is the results file's only writer: executors (``walknoise.walk.executors``) compute
+layers wherever they run and hand them back; each one is written as it arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import xarray as xr
+from torch import nn
+from tqdm.auto import tqdm
+
+from walknoise.data import resolve_data
+from walknoise.devices import resolve_device
+from walknoise.errors import WalknoiseError
+from walknoise.io.lock import locks_output
+from walknoise.noise.kinds import make_noise
+from walknoise.training import TrainConfig
+from walknoise.walk import store
+from walknoise.walk.cells import EVAL, TRAIN, LayerTask, LayerWork
+from walknoise.walk.executors import Executor, LayerFailed, Serial, make_executor
+from walknoise.walk.plan import Plan, make_plan, prepare
+from walknoise.walk.result import Result
+from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
+from walknoise.walk.trainphase import TrainPhase
+
+__all__ = ["resolve_device", "run_spec", "scan"]
+
+log = logging.getLogger("walknoise")
+
+
+def scan(
+    model: nn.Module,
+    data: Any = "mnist",
+    *,
+    noise: str = "additive",
+    sigmas: str | Sequence[float] = "log:1e-2:1e3:31",
+    layers: str | Sequence[str] | None = None,
+    repeats: int = 5,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    jobs: int = 1,
+    executor: str | Executor = "auto",
+    **options: Any,
+) -> Result:
+    """Evaluate ``model`` with noise at each layer (and all at once) over a σ grid.
+
+    ``layers`` (and the ``types`` option) are names or globs, as a list or comma-separated
+    (``"conv*,fc1"``). ``data`` is a name (``"mnist"``), an ``(x, y)`` pair, a
+    ``Dataset``/``DataLoader`` or a ``.pt``/``.npz`` path. Further ``options`` are
+    ``ScanSpec`` fields (``ratio``, ``types``, ``relative``, ``include_global``, ``seed``,
+    ``batch_size``, ``max_batch``, ``device``, ``phase``, ``train``, ``clamp``,
+    ``train_data``). With ``output``, each finished layer is
+    written at once and a rerun resumes. ``jobs > 1`` computes layers in that many worker
+    processes; ``executor`` is a name (``auto``, ``serial``, ``joblib``, ``slurm``) or an
+    executor from ``walknoise.walk.executors``.
+    """
+    grid = parse_sigmas(sigmas) if isinstance(sigmas, str) else tuple(float(s) for s in sigmas)
+    if options.get("types") is not None:
+        options["types"] = split_names(options["types"])
+    train_source = options.get("train_data")
+    if train_source is not None and not isinstance(train_source, str):
+        train_source = resolve_data(train_source)  # in-memory data: its name goes in the spec
+        options["train_data"] = train_source.name
+    spec = ScanSpec(
+        sigmas=grid,
+        noise=noise,
+        repeats=repeats,
+        layers=split_names(layers),
+        **options,
+    )
+    return run_spec(
+        model,
+        data,
+        spec,
+        output=output,
+        overwrite=overwrite,
+        progress=progress,
+        command=command,
+        train_data=train_source,
+        executor=make_executor(executor, jobs) if isinstance(executor, str) else executor,
+    )
+
+
+@locks_output  # one writer per results file (walknoise/io/lock.py)
+def run_spec(
+    model: nn.Module,
+    data: Any,
+    spec: ScanSpec,
+    *,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    train_data: Any = None,
+    executor: Executor | None = None,
+    retries: int = 1,
+) -> Result:
+    """Run a ``ScanSpec`` (the CLI and ``scan`` both end here).
+
+    ``train_data`` overrides ``spec.train_data`` with data that has no name to store. Layers
+    whose job failed (SLURM) are submitted again up to ``retries`` times.
+    """
+    executor = executor or Serial()
+    plan = make_plan(model, data, spec, _planning_device(spec, executor))
+    path = Path(output) if output else None
+    ds = prepare(plan, path, overwrite, command)
+    trainer = _trainer(model, plan, train_data) if plan.train_phase else None
+    if trainer is not None and not isinstance(executor, Serial):
+        for r in range(spec.repeats):  # trained once here, not once per worker
+            trainer.clean_accuracy(r)
+    work = LayerWork(model, plan, trainer)
+    failed = _run_all(executor, work, _todo(ds, plan), ds, path, progress, retries)
+    if failed:
+        where = f"finished layers are saved in {path}; " if path else ""
+        raise WalknoiseError(
+            f"{_count(failed)} failed ({failed[0].message}); {where}"
+            "run the same scan again to compute the rest"
+        )
+    return Result(ds)
+
+
+def _run_all(
+    executor: Executor,
+    work: LayerWork,
+    tasks: list[LayerTask],
+    ds: xr.Dataset,
+    path: Path | None,
+    progress: bool,
+    retries: int,
+) -> list[LayerFailed]:
+    """Every task, and failed ones again up to ``retries`` times; the ones that still fail."""
+    spec = work.plan.spec
+    cells = spec.repeats * len(spec.sigmas)
+    failed: list[LayerFailed] = []
+    with tqdm(total=len(tasks) * cells, unit="cell", disable=not progress, desc="scan") as bar:
+        for attempt in range(retries + 1):
+            failed = _run(executor, work, tasks, ds, path, bar, cells)
+            if not failed:
+                break
+            tasks = [f.task for f in failed]
+            again = "submitting them again" if attempt < retries else "giving up"
+            log.warning("walknoise: %s failed, %s", _count(failed), again)
+    return failed
+
+
+def _count(failed: list[LayerFailed]) -> str:
+    return f"{len(failed)} layer{'s' if len(failed) != 1 else ''}"
+
+
+def _planning_device(spec: ScanSpec, executor: Executor) -> torch.device | None:
+    """Where the driver plans: the spec's device, or the CPU when only the remote jobs
+    have it (a login node without GPUs submitting to GPU nodes)."""
+    if executor.remote and spec.device != "cpu":
+        try:
+            resolve_device(spec.device)
+        except WalknoiseError:
+            return torch.device("cpu")
+    return None
+
+
+def _run(
+    executor: Executor,
+    work: LayerWork,
+    tasks: list[LayerTask],
+    ds: xr.Dataset,
+    path: Path | None,
+    bar: Any,
+    cells_per_layer: int,
+) -> list[LayerFailed]:
+    """Store each layer as it arrives; return the tasks that failed."""
+    failed = []
+    for outcome in executor.map(work, tasks):
+        task = outcome.task
+        if isinstance(outcome, LayerFailed):
+            log.warning("walknoise: layer %s: %s", task.layer, outcome.message)
+            failed.append(outcome)
+            continue
+        if path is not None:
+            store.write_layer(path, task.index, outcome.values, done=task.flag, whole=outcome.whole)
+        _update(ds, task.index, outcome.values, task.flag, outcome.whole)
+        bar.set_postfix_str(f"{task.layer} ({'train' if task.flag == TRAIN else 'eval'})")
+        bar.update(cells_per_layer)
+    return failed
+
+
+def _todo(ds: xr.Dataset, plan: Plan) -> list[LayerTask]:
+    flags = ([EVAL] if plan.eval_phase else []) + ([TRAIN] if plan.train_phase else [])
+    return [
+        LayerTask(i, plan.axis[i], f)
+        for f in flags
+        for i, done in enumerate(ds[f].values)
+        if not done
+    ]
+
+
+def _update(
+    ds: xr.Dataset, i: int, values: dict[str, Any], done_flag: str, whole: dict[str, Any]
+) -> None:
+    for name, value in values.items():
+        ds[name][i] = value
+    for name, value in whole.items():
+        ds[name][...] = value
+    ds[done_flag][i] = 1
+
+
+def _trainer(model: nn.Module, plan: Plan, train_data: Any) -> TrainPhase:
+    spec = plan.spec
+    return TrainPhase(
+        template=model,
+        train_data=resolve_data(train_data or spec.train_data or "mnist:train"),
+        test=plan.data,
+        noise=make_noise(spec.noise, spec.ratio),
+        config=TrainConfig(**(spec.train or {})),
+        seed=spec.seed,
+        clamp=spec.clamp,
+        batch_size=spec.batch_size,
+        device=plan.device,
+    )

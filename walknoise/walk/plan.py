@@ -1,0 +1,213 @@
+"""Plan a scan: device, data, points, clean reference, identity, and the grid it fills."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import xarray as xr
+from torch import nn
+
+from walknoise._version import __version__
+from walknoise.data import TensorData, resolve_data
+from walknoise.devices import resolve_device
+from walknoise.errors import WalknoiseError
+from walknoise.noise.points import GLOBAL, INPUT, Point, discover, select
+from walknoise.walk import store
+from walknoise.walk.runner import Clean, clean_pass, entries
+from walknoise.walk.schema import HIST_BINS, MAX_VISITS, SEARCH_VARIABLES, TRAIN_VARIABLES
+from walknoise.walk.spec import ScanSpec
+from walknoise.walk.weights import param_layers
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes, bytes): the model's identity."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def widest_after(points: Sequence[Point]) -> dict[str, int]:
+    """Per point, the largest per-sample activation from it to the output (forward order)."""
+    widest, out = 1, {}
+    for p in reversed(points):
+        widest = max(widest, math.prod(p.shape))
+        out[p.name] = widest
+    return out
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first cell runs."""
+
+    spec: ScanSpec
+    device: torch.device
+    data: TensorData
+    x: torch.Tensor
+    y: torch.Tensor
+    found: list[Point]
+    chosen: list[str]
+    axis: list[str]
+    clean: Clean
+    scales: dict[str, float]
+    identity: dict[str, Any]
+    params: list[str]
+
+    def points_of(self, layer: str) -> list[str]:
+        return self.chosen if layer == GLOBAL else [layer]
+
+    def scales_of(self, layer: str) -> list[float]:
+        return [self.scales[p] for p in self.points_of(layer)]
+
+    @property
+    def train_phase(self) -> bool:
+        return self.spec.phase in ("train", "both")
+
+    @property
+    def eval_phase(self) -> bool:
+        return self.spec.phase in ("eval", "both")
+
+
+def make_plan(
+    model: nn.Module, data: Any, spec: ScanSpec, device: torch.device | None = None
+) -> Plan:
+    """``device`` overrides ``spec.device`` here (workers elsewhere still use the spec's)."""
+    device = device or resolve_device(spec.device)
+    td = resolve_data(data)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    model.to(device).eval()
+    x, y = td.x.to(device=device, dtype=dtype), td.y.to(device)
+    found = discover(model, td.input_shape, device)
+    chosen = [p.name for p in select(found, spec.layers, spec.types)]
+    clean = clean_pass(model, x, y, chosen, spec.batch_size)
+    scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
+    identity = {
+        **spec.identity(),
+        "model_sha256": model_fingerprint(model),
+        "data": td.name,
+        "n_samples": len(td),
+    }
+    axis = entries(chosen, spec.include_global)
+    return Plan(
+        spec,
+        device,
+        td,
+        x,
+        y,
+        found,
+        chosen,
+        axis,
+        clean,
+        scales,
+        identity,
+        param_layers(model) if spec.phase != "eval" else [],
+    )
+
+
+def attrs(plan: Plan, command: str | None) -> dict[str, Any]:
+    spec, clean = plan.spec, plan.clean
+    runtime = {"device": spec.device, "max_batch": spec.max_batch}
+    return {
+        "format": store.FORMAT,
+        "format_version": store.FORMAT_VERSION,
+        "title": "walknoise layer-wise noise scan",
+        "walknoise_version": __version__,
+        "torch_version": str(torch.__version__),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command or " ".join(sys.argv),
+        "config": json.dumps({"identity": plan.identity, "runtime": runtime}, sort_keys=True),
+        "model_sha256": plan.identity["model_sha256"],
+        "data": plan.data.name,
+        "n_samples": len(plan.data),
+        "phase": spec.phase,
+        "noise": spec.noise,
+        "noise_ratio": spec.ratio if spec.noise == "combined" else float("nan"),
+        "sigma_mode": "relative" if spec.relative else "absolute",
+        "seed": spec.seed,
+        "clean_accuracy": clean.accuracy,
+        "clean_loss": clean.loss,
+        "num_classes": clean.num_classes,
+        "chance_accuracy": 1.0 / clean.num_classes,
+        **({"param_layer_of": json.dumps(param_layer_of(plan))} if plan.params else {}),
+    }
+
+
+def param_layer_of(plan: Plan) -> dict[str, str]:
+    """Per chosen point, the last parametrised layer at or before it in execution order: the
+    layer whose weights set the scale of what the noise there is added to (none for the input)."""
+    owner: str | None = None
+    found: dict[str, str] = {}
+    for point in plan.found:
+        owner = point.name if point.name in plan.params else owner
+        if owner is not None and point.name in plan.chosen:
+            found[point.name] = owner
+    return found
+
+
+def _types(model_points: Sequence[Point], axis: Sequence[str]) -> list[str]:
+    types = {p.name: p.type for p in model_points}
+    return [types.get(n, "Global") for n in axis]
+
+
+def variable_names(plan: Plan) -> list[str]:
+    names = list(store.VARIABLES)
+    if plan.train_phase:
+        names += list(TRAIN_VARIABLES)
+    if plan.spec.midpoint_search:
+        names += list(SEARCH_VARIABLES)
+    return names
+
+
+def prepare(plan: Plan, path: Path | None, overwrite: bool, command: str | None) -> xr.Dataset:
+    """The in-memory grid: fresh, or the finished layers of a file being resumed."""
+    coords: dict[str, Any] = {
+        "layer": plan.axis,
+        "sigma": list(plan.spec.sigmas),
+        "repeat": list(range(plan.spec.repeats)),
+    }
+    if plan.train_phase:
+        coords |= {"param_layer": plan.params, "bin": list(range(HIST_BINS))}
+    if plan.spec.midpoint_search:
+        coords["visit"] = list(range(MAX_VISITS))
+    types = _types(plan.found, plan.axis)
+    if path is not None and path.exists() and not overwrite:
+        _check_same(path, plan.identity)
+        return store.read(path)
+    if path is not None:
+        store.create(path, coords, types, attrs(plan, command), variable_names(plan))
+        return store.read(path)
+    arrays = store.empty_arrays(coords, variable_names(plan))
+    variables: dict[str, Any] = {
+        name: (
+            store.ALL_VARIABLES[name][0],
+            arr,
+            {"long_name": store.ALL_VARIABLES[name][1], "units": store.ALL_VARIABLES[name][2]},
+        )
+        for name, arr in arrays.items()
+    }
+    variables["layer_type"] = (("layer",), types)
+    return xr.Dataset(variables, coords=coords, attrs=attrs(plan, command))
+
+
+def _check_same(path: Path, identity: dict[str, Any]) -> None:
+    stored = store.config_of(store.read_header(path))
+    wanted = json.loads(json.dumps(identity))
+    if stored != wanted:
+        diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        raise WalknoiseError(
+            f"{path} holds a scan with a different config (differs in: {', '.join(diff)}); "
+            "pass --overwrite to replace it, or choose another -o path"
+        )
+
+
+__all__ = ["INPUT", "Plan", "attrs", "make_plan", "prepare", "resolve_device"]

@@ -1,0 +1,129 @@
+"""``Result``: a scan's numbers as xarray and pandas, with the midpoint table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from walknoise.errors import WalknoiseError
+from walknoise.walk import store
+
+CELL_VARS = ("accuracy", "accuracy_drop", "loss", "nonfinite_fraction")
+
+
+class Result:
+    """The outcome of a scan; everything is in ``dataset`` (an ``xarray.Dataset``)."""
+
+    def __init__(self, dataset: xr.Dataset) -> None:
+        self.dataset = dataset
+
+    @property
+    def accuracy(self) -> xr.DataArray:
+        """Accuracy per cell, dims ``(layer, sigma, repeat)``."""
+        return self.dataset["accuracy"]
+
+    @property
+    def layers(self) -> list[str]:
+        return [str(v) for v in self.dataset["layer"].values]
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        return np.asarray(self.dataset["sigma"].values)
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.dataset.attrs["clean_accuracy"])
+
+    @property
+    def chance_accuracy(self) -> float:
+        return float(self.dataset.attrs["chance_accuracy"])
+
+    @property
+    def complete(self) -> bool:
+        """Whether every layer of the grid has been computed."""
+        return bool(self.dataset["layer_done"].values.all())
+
+    @property
+    def phases(self) -> list[str]:
+        """The phases this file holds: ``eval``, ``train`` or both."""
+        phase = str(self.dataset.attrs.get("phase", "eval"))
+        return ["eval", "train"] if phase == "both" else [phase]
+
+    def for_phase(self, phase: str) -> Result:
+        """A view whose ``accuracy``/``midpoint*`` are those of ``phase`` (for plots)."""
+        if phase not in self.phases:
+            raise WalknoiseError(
+                f"this file holds phase {'/'.join(self.phases)}, not {phase!r}; "
+                f"choose --phase {self.phases[0]}"
+            )
+        if phase == "eval":
+            return self
+        ds = self.dataset.copy()
+        for name in (
+            "accuracy",
+            "accuracy_drop",
+            "loss",
+            "midpoint",
+            "midpoint_status",
+            "midpoint_low",
+            "midpoint_high",
+            "layer_done",
+        ):
+            ds[name] = ds["trained_" + name]
+        # eval-only variables with no train-phase counterpart would read as this phase's
+        return Result(ds.drop_vars(["nonfinite_fraction", "midpoint_per_repeat"], errors="ignore"))
+
+    def midpoints(self, phase: str | None = None) -> pd.DataFrame:
+        """One row per layer: midpoint σ, its status, bootstrap interval and module type.
+
+        ``phase="train"`` gives the midpoints of the noise-trained models.
+        """
+        ds = self.dataset
+        pre = "trained_" if (phase or self.phases[0]) == "train" else ""
+        return pd.DataFrame(
+            {
+                "type": ds["layer_type"].values,
+                "midpoint": ds[pre + "midpoint"].values,
+                "reached": ds[pre + "midpoint_status"].values == 1,
+                "status": ds[pre + "midpoint_status"].values,
+                "low": ds[pre + "midpoint_low"].values,
+                "high": ds[pre + "midpoint_high"].values,
+                "done": ds[pre + "layer_done"].values.astype(bool),
+            },
+            index=pd.Index(self.layers, name="layer"),
+        )
+
+    def to_dataframe(self, phase: str | None = None) -> pd.DataFrame:
+        """Tidy table, one row per (layer, sigma, repeat) cell of ``phase`` (default: the
+        file's first phase; ``"train"``: the models trained under the noise)."""
+        view = self.for_phase(phase or self.phases[0])
+        names = [v for v in CELL_VARS if v in view.dataset]
+        return view.dataset[names].to_dataframe().reset_index()
+
+    def to_xarray(self) -> xr.Dataset:
+        return self.dataset
+
+    def save(self, path: str | Path) -> Path:
+        """Write the results file (netCDF-4-compatible HDF5)."""
+        store.save(Path(path), self.dataset)
+        return Path(path)
+
+    def __repr__(self) -> str:
+        ds = self.dataset
+        return (
+            f"<walknoise.Result {ds.attrs.get('noise')} noise: {len(self.layers)} layers × "
+            f"{ds.sizes['sigma']} σ × {ds.sizes['repeat']} repeats, clean accuracy "
+            f"{self.clean_accuracy:.4f}>"
+        )
+
+
+def load(path: str | Path) -> Result:
+    """Read a results file written by ``walknoise scan`` or ``Result.save``."""
+    if not Path(path).is_file():
+        raise WalknoiseError(
+            f"no such results file: {path} (run `walknoise scan` first, or check the path)"
+        )
+    return Result(store.read(Path(path)))

@@ -1,0 +1,165 @@
+"""What a scan should do, kept apart from the code that runs it; JSON round-trip for the file."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from walknoise.errors import WalknoiseError
+from walknoise.noise.kinds import KINDS, Combined
+
+# Fields that change how fast a scan runs but not a single number in it; a resumed scan may
+# change them freely.
+RUNTIME_FIELDS = ("device", "max_batch")
+PHASES = ("eval", "train", "both")
+# Most (σ, repeat) cells per layer: past it the preallocated grid alone needs gigabytes (and
+# the scan would run for years), so it is refused up front instead of dying in MemoryError.
+MAX_CELLS = 1_000_000
+INT64 = 2**63
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """A layer-wise noise scan: every (layer, σ, repeat) cell, evaluated in eval mode."""
+
+    sigmas: tuple[float, ...]
+    """Noise levels, positive and increasing."""
+    noise: str = "additive"
+    """Noise kind: ``additive``, ``multiplicative`` or ``combined``."""
+    ratio: float = 0.5
+    """For ``combined``: σ_add = σ·ratio, σ_mul = σ·(1 − ratio) (Walking Noise's StdRatio)."""
+    repeats: int = 5
+    """Independent noise draws per (layer, σ); the spread of the curves comes from them."""
+    layers: tuple[str, ...] | None = None
+    """Names or globs of points to scan; ``None`` takes the default points."""
+    types: tuple[str, ...] | None = None
+    """Module class names to keep (e.g. ``Conv2d``); ``None`` keeps all."""
+    include_global: bool = True
+    """Add the ``<global>`` entry: noise in every chosen point at once."""
+    relative: bool = False
+    """Scale σ by the std of the point's clean output, so σ is a noise-to-signal ratio."""
+    seed: int = 0
+    """Root seed; each (layer, repeat) generator is seeded from (seed, layer, repeat)."""
+    batch_size: int = 500
+    """Clean samples per batch; part of the random stream, so it is part of the identity."""
+    max_batch: int = 16384
+    """Most stacked samples (σ copies × batch) in one forward pass: the memory budget."""
+    device: str = "cpu"
+    """``cpu``, ``cuda`` or ``auto``."""
+    phase: str = "eval"
+    """``eval``: walk the given model; ``train``: train a fresh model per cell with the noise
+    present in training and evaluation; ``both``: the two, eval cells on the clean models."""
+    train: dict[str, Any] | None = None
+    """Train-phase settings (``TrainConfig`` fields: epochs, lr, batch_size, schedule,
+    weight_decay); missing ones take the checkpoint's or the defaults."""
+    clamp: float | None = None
+    """Train phase: clamp every weight to [-clamp, clamp] after each step (growth control)."""
+    train_data: str | None = None
+    """Train phase: the training data (default ``mnist:train``)."""
+    midpoint_search: bool = False
+    """Find each layer's midpoint by an adaptive search in [σ_min, σ_max] instead of
+    evaluating every σ of the grid (eval phase)."""
+    rtol: float = 0.05
+    """Midpoint search: relative tolerance in σ."""
+    extra: dict[str, object] = field(default_factory=dict)
+    """Free-form context recorded with the config (e.g. the data name)."""
+
+    def __post_init__(self) -> None:
+        check_sigmas(self.sigmas)
+        if self.noise not in KINDS:
+            raise WalknoiseError(f"unknown noise kind {self.noise!r}; choose one of {KINDS}")
+        if self.noise == "combined":
+            Combined(self.ratio)  # validates the ratio
+        if self.phase not in PHASES:
+            raise WalknoiseError(f"unknown phase {self.phase!r}; choose one of {PHASES}")
+        if self.midpoint_search and (self.phase != "eval" or not 0 < self.rtol < 1):
+            raise WalknoiseError("--midpoint-search needs --phase eval and 0 < --rtol < 1")
+        if self.clamp is not None and not self.clamp > 0:
+            raise WalknoiseError(f"--clamp-weights must be positive, got {self.clamp}")
+        for name in ("repeats", "batch_size", "max_batch"):
+            if getattr(self, name) < 1:
+                raise WalknoiseError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if len(self.sigmas) * self.repeats > MAX_CELLS:
+            raise WalknoiseError(
+                f"{len(self.sigmas)} σ values × {self.repeats} repeats is more than "
+                f"{MAX_CELLS:,} cells per layer; use fewer σ values or repeats"
+            )
+        if not -INT64 <= self.seed < INT64:  # the results file stores it as int64
+            raise WalknoiseError(f"seed {self.seed} does not fit in 64 bits; use a smaller seed")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScanSpec:
+        raw = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in raw.items() if k in names}
+        for key in ("sigmas", "layers", "types"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+    def identity(self) -> dict[str, object]:
+        """The fields that decide every number of the scan (what resume must match)."""
+        d = asdict(self)
+        for key in RUNTIME_FIELDS:
+            d.pop(key)
+        d["sigmas"] = list(d["sigmas"])
+        return d
+
+
+def split_names(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``"a,b , c"`` or ``["a", "b", "c"]`` -> ``("a", "b", "c")``; empty -> None."""
+    if not value:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(v.strip() for v in parts if v.strip()) or None
+
+
+def check_sigmas(sigmas: tuple[float, ...]) -> None:
+    if len(sigmas) == 0:
+        raise WalknoiseError("the σ grid is empty; pass e.g. --sigmas 'log:1e-2:1e3:31'")
+    arr = np.asarray(sigmas, dtype=float)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise WalknoiseError(
+            "σ values must be finite and positive (clean accuracy is measured separately); "
+            f"got {list(sigmas)[:6]}"
+        )
+    if np.any(np.diff(arr) <= 0):
+        raise WalknoiseError("σ values must be strictly increasing, without duplicates")
+
+
+def parse_sigmas(text: str) -> tuple[float, ...]:
+    """Parse ``log:START:STOP:N``, ``lin:START:STOP:N`` or a comma list ``0.1,1,10``."""
+    text = text.strip()
+    try:
+        if text.startswith(("log:", "lin:")):
+            kind, a, b, n = text.split(":")
+            start, stop, num = float(a), float(b), int(n)
+            if num > MAX_CELLS:  # before numpy tries to allocate it
+                raise WalknoiseError(f"σ range {text!r} asks for {num:,} values; use fewer")
+            if num < 1 or (not start < stop and num > 1):
+                raise WalknoiseError(
+                    f"σ range {text!r} needs START < STOP and N >= 1, e.g. 'log:1e-2:1e3:31'"
+                )
+            if kind == "log":
+                if start <= 0:
+                    raise WalknoiseError(f"log σ range {text!r} needs START > 0")
+                values = np.logspace(math.log10(start), math.log10(stop), num)
+            else:
+                values = np.linspace(start, stop, num)
+        else:
+            values = np.array(sorted(float(v) for v in text.split(",") if v.strip()))
+    except ValueError:
+        raise WalknoiseError(
+            f"cannot parse σ spec {text!r}; use 'log:1e-2:1e3:31', 'lin:0.1:2:20' or '0.1,1,10'"
+        ) from None
+    sigmas = tuple(float(v) for v in values)
+    check_sigmas(sigmas)
+    return sigmas

@@ -1,0 +1,281 @@
+"""Training under noise: fresh models trained with noise at a point, then walked and weighed.
+
+Cell (layer, σ, repeat) trains a fresh model of the template's architecture, initialised and
+shuffled from seed ``seed + repeat``, with noise at ``layer`` during training *and*
+evaluation (Walking Noise's train phase). The clean model of each seed is trained once and
+cached: it is the reference for weight growth and serves every eval-only cell.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from walknoise.data import TensorData, resolve_data
+from walknoise.errors import WalknoiseError
+from walknoise.noise.inject import Fanout, cell_seed, hooks, make_generator
+from walknoise.noise.kinds import Noise, make_noise
+from walknoise.training import TrainConfig, evaluate, seeded_init, train_model
+from walknoise.walk.ensemble import blocker, group_size, train_ensemble, widest_activation
+from walknoise.walk.runner import LayerRunner
+from walknoise.walk.schema import HIST_BINS
+from walknoise.walk.weights import (
+    GROWTH,
+    binarized,
+    clamp_weights,
+    param_layers,
+    weight_hists,
+    weight_stats,
+)
+
+Template = nn.Module | Callable[[], nn.Module]
+
+
+def fresh(template: Template, seed: int) -> nn.Module:
+    """A newly initialised model of the template's architecture, deterministic in ``seed``.
+
+    A factory is called under the seed; a module is deep-copied and every submodule's
+    ``reset_parameters`` is called, which re-initialises all standard layers.
+    """
+    with seeded_init(seed):
+        if not isinstance(template, nn.Module):
+            return template()
+        model = copy.deepcopy(template)
+        for name, module in model.named_modules():
+            own = list(module.parameters(recurse=False))
+            if own and not callable(getattr(module, "reset_parameters", None)):
+                raise WalknoiseError(
+                    f"module {name or type(module).__name__} has parameters but no "
+                    "reset_parameters(), so walknoise cannot re-initialise it; pass a "
+                    "factory (a function returning a new model) instead of the model"
+                )
+            if own:
+                module.reset_parameters()
+    return model
+
+
+def train(
+    model_or_arch: Template | str,
+    data: Any = "mnist:train",
+    *,
+    noise: Noise | str = "additive",
+    layer: str | Sequence[str] | None = None,
+    sigma: float = 0.0,
+    config: TrainConfig | None = None,
+    clamp: float | None = None,
+    seed: int = 0,
+    scales: Sequence[float] | None = None,
+    progress: bool = False,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
+    """Train a fresh model (``seed``) with noise at ``layer`` (one name, several, or none).
+
+    ``model_or_arch`` is a zoo name, a factory or a module whose architecture is reused.
+    ``clamp`` bounds every weight to [-clamp, clamp] after each step (the growth control).
+    """
+    from walknoise.models import build_model
+
+    template: Template = (
+        (lambda: build_model(model_or_arch)) if isinstance(model_or_arch, str) else model_or_arch
+    )
+    td = resolve_data(data)
+    model = fresh(template, seed)
+    layers = (
+        [] if layer is None or sigma == 0 else [layer] if isinstance(layer, str) else list(layer)
+    )
+    cfg = config or TrainConfig()
+    cfg = TrainConfig(**{**cfg.to_dict(), "seed": seed})
+    fo = Fanout(sigmas=torch.tensor([float(sigma)], device=device), cache_eps=False)
+    gen = make_generator(cell_seed(seed, "train:" + ",".join(layers), 0), device)
+    model.to(device)
+    on_step = None if clamp is None else (lambda m, _s, _l: clamp_weights(m, clamp))
+    with hooks(
+        model,
+        layers,
+        fo,
+        make_noise(noise),
+        [gen] * len(layers),
+        list(scales) if scales is not None else [1.0] * len(layers),
+    ):
+        train_model(model, td.x, td.y, cfg, progress=progress, on_step=on_step, device=device)
+    return model.eval()
+
+
+@dataclass
+class TrainPhase:
+    """Trains and evaluates the cells of the train phase; caches clean models per seed."""
+
+    template: Template
+    train_data: TensorData
+    test: TensorData
+    noise: Noise
+    config: TrainConfig
+    seed: int = 0
+    clamp: float | None = None
+    batch_size: int = 500
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    ensemble: bool = True
+    """Train the cells of a layer as one vmapped ensemble where the model allows it."""
+    clean: dict[int, nn.Module] = field(default_factory=dict)
+    trainings: int = 0
+    _accuracy: dict[int, float] = field(default_factory=dict)
+
+    def clean_accuracy(self, repeat: int) -> float:
+        """Clean test accuracy of the clean model of seed ``seed + repeat``."""
+        if repeat not in self._accuracy:
+            model = self.clean_model(repeat)
+            self._accuracy[repeat] = evaluate(
+                model, self.test.x.to(self.device), self.test.y.to(self.device)
+            )[0]
+        return self._accuracy[repeat]
+
+    def clean_model(self, repeat: int) -> nn.Module:
+        """The model of seed ``seed + repeat`` trained without noise (trained once)."""
+        if repeat not in self.clean:
+            self.clean[repeat] = self._train([], 0.0, repeat, [])
+        return self.clean[repeat]
+
+    def _train(
+        self, points: Sequence[str], sigma: float, repeat: int, scales: Sequence[float]
+    ) -> nn.Module:
+        self.trainings += 1
+        return train(
+            self.template,
+            self.train_data,
+            noise=self.noise,
+            layer=list(points),
+            sigma=sigma,
+            config=self.config,
+            clamp=self.clamp,
+            seed=self.seed + repeat,
+            scales=scales,
+            device=self.device,
+        )
+
+    def _train_cells(
+        self,
+        points: Sequence[str],
+        sigmas: Sequence[float],
+        repeats: int,
+        scales: Sequence[float],
+    ) -> dict[tuple[int, int], nn.Module]:
+        """The noise-trained model of every (σ index, repeat) cell of one entry."""
+        cells = [(j, r) for r in range(repeats) for j in range(len(sigmas))]
+        if not self.ensemble or blocker(fresh(self.template, self.seed)) is not None:
+            return {(j, r): self._train(points, sigmas[j], r, scales) for j, r in cells}
+        x = self.train_data.x
+        widest = widest_activation(fresh(self.template, self.seed), x)
+        size = group_size(widest, self.config.batch_size)
+        # one seed per ensemble: its members share every batch and every ε (see ensemble.py)
+        groups = [
+            [(j, r) for j in range(start, min(start + size, len(sigmas)))]
+            for r in range(repeats)
+            for start in range(0, len(sigmas), size)
+        ]
+        out: dict[tuple[int, int], nn.Module] = {}
+        for group in groups:
+            members = [(float(sigmas[j]), self.seed + r) for j, r in group]
+            models = train_ensemble(
+                [fresh(self.template, seed) for _, seed in members],
+                members,
+                x,
+                self.train_data.y,
+                noise=self.noise,
+                points=points,
+                scales=scales,
+                config=self.config,
+                clamp=self.clamp,
+                device=self.device,
+            )
+            out |= dict(zip(group, models, strict=True))
+            self.trainings += len(group)
+        return out
+
+    def run_layer(
+        self,
+        layer: str,
+        points: Sequence[str],
+        sigmas: Sequence[float],
+        repeats: int,
+        scales: Sequence[float],
+    ) -> dict[str, np.ndarray]:
+        """Every (σ, repeat) cell of one entry: accuracy, loss, weight stats, binarized."""
+        names = param_layers(self.clean_model(0))
+        shape = (len(sigmas), repeats)
+        out = {
+            k: np.full(shape, np.nan)
+            for k in ("trained_accuracy", "trained_loss", "binarized_accuracy")
+        }
+        trained = self._train_cells(points, sigmas, repeats, scales)
+        for r in range(repeats):
+            ref = weight_stats(self.clean_model(r), names)
+            for j, sigma in enumerate(sigmas):
+                model = trained.pop((j, r))
+                stats = self._evaluate(model, layer, points, sigma, r, scales)
+                out["trained_accuracy"][j, r], out["trained_loss"][j, r] = stats
+                out["binarized_accuracy"][j, r] = self._evaluate(
+                    binarized(model, names), layer, points, sigma, r, scales
+                )[0]
+                out.setdefault("weight_hist", np.full((*shape, len(names), HIST_BINS), np.nan))
+                out["weight_hist"][j, r] = weight_hists(model, names, HIST_BINS)
+                for name, values in weight_stats(model, names).items():
+                    out.setdefault(name, np.full((*shape, len(names)), np.nan))[j, r] = values
+                    if name in GROWTH:
+                        growth = np.asarray(values) / np.asarray(ref[name])
+                        key = name.replace("weight_", "growth_")
+                        out.setdefault(key, np.full((*shape, len(names)), np.nan))[j, r] = growth
+        return out
+
+    def _evaluate(
+        self,
+        model: nn.Module,
+        layer: str,
+        points: Sequence[str],
+        sigma: float,
+        repeat: int,
+        scales: Sequence[float],
+    ) -> tuple[float, float]:
+        runner = LayerRunner(
+            model,
+            self.test.x.to(self.device),
+            self.test.y.to(self.device),
+            self.noise,
+            [sigma],
+            batch_size=self.batch_size,
+            max_batch=self.batch_size,
+        )
+        stats = runner.run_repeat(layer, points, scales, self.seed, repeat)
+        return float(stats.accuracy()[0]), float(stats.mean_loss()[0])
+
+
+def train_phase_spec(
+    meta: dict[str, Any],
+    *,
+    phase: str = "eval",
+    epochs: int | None = None,
+    lr: float | None = None,
+    train_batch_size: int | None = None,
+    clamp_weights: float | None = None,
+    train_data: str | None = None,
+) -> dict[str, Any]:
+    """``ScanSpec`` fields of the train phase: the checkpoint's training, then overrides."""
+    if phase == "eval":
+        return {"phase": phase}
+    stored = meta.get("train") if isinstance(meta.get("train"), dict) else {}
+    known = set(TrainConfig().to_dict()) - {"seed"}
+    train = {k: v for k, v in (stored or {}).items() if k in known}
+    overrides = {"epochs": epochs, "lr": lr, "batch_size": train_batch_size}
+    train |= {k: v for k, v in overrides.items() if v is not None}
+    TrainConfig(**train)  # validate now, before any work
+    return {
+        "phase": phase,
+        "train": train,
+        "clamp": clamp_weights,
+        "train_data": train_data or meta.get("data") or None,
+    }
