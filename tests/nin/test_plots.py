@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tests import test_nin_compare as cmp
-from tests import test_nin_probe as prb
+from tests.nin import test_compare as cmp
+from tests.nin import test_probe as prb
 from walknoise.errors import WalknoiseError
 from walknoise.nin import plots as nin_plots
 from walknoise.nin.compare import CompareConfig, CompareResult, compare

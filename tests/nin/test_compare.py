@@ -9,7 +9,7 @@ import pytest
 import torch
 import xarray as xr
 
-from tests.nin_toy import _one_thread, data, small  # noqa: F401 (an autouse fixture)
+from tests.nin.toy import _one_thread, data, small  # noqa: F401 (an autouse fixture)
 from walknoise.errors import WalknoiseError
 from walknoise.nin.compare import (
     METHODS,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tests.test_trainphase import phase
+from tests.walk.test_trainphase import phase
 from walknoise.errors import WalknoiseError
 from walknoise.walk import weight_plots
 

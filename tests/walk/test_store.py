@@ -13,7 +13,7 @@ from walknoise.io import netcdf
 from walknoise.io.netcdf import stale_temps
 from walknoise.walk import store
 
-DOC = Path(__file__).parent.parent / "docs" / "results-format.md"
+DOC = Path(__file__).parents[2] / "docs" / "results-format.md"
 
 
 def test_every_variable_is_documented() -> None:
