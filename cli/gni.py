@@ -1,4 +1,4 @@
-"""``walknoise gni`` and ``walknoise gni-plot``: the implicit gradient noise of GNI."""
+"""``walknoise gni run`` and ``walknoise gni plot``: the implicit gradient noise of GNI."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from walknoise.gni import plots as gni_plots
 from walknoise.gni.measure import PARAMS, GNISpec, load_gni, run_gni
 from walknoise.noise.kinds import KINDS
-from walknoise.walk.plots import save_figure
 from walknoise.walk.spec import parse_sigmas, split_names
 
 from .options import command_line, data_option, model_options, open_model, output_options
@@ -35,7 +33,7 @@ from .options import command_line, data_option, model_options, open_model, outpu
 @click.option("--stable-fit", is_flag=True, help="Also fit a stable law (α, β); ~2 s per cell.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @output_options("gni.h5")
-def gni(
+def run(
     model_path: Path,
     arch: str | None,
     trust_pickle: bool,
@@ -94,8 +92,7 @@ FIGURES = {
 
 
 @click.command(
-    name="gni-plot",
-    help="Draw a gradient-noise file. KIND: "
+    help="Draw a gradient-noise file over σ, over training or as densities. KIND: "
     + "; ".join(f"{k}: {v}" for k, v in FIGURES.items())
     + ".",
 )
@@ -110,9 +107,12 @@ FIGURES = {
     type=click.Path(path_type=Path, dir_okay=False),
     help="Image to write (default: gni-KIND.png).",
 )
-def gni_plot(
+def plot(
     kind: str, results: Path, sigma: float | None, step: float | None, output: Path | None
 ) -> None:
+    from walknoise.gni import plots as gni_plots  # matplotlib: only when drawing
+    from walknoise.walk.plots import save_figure
+
     res = load_gni(results)
     if kind == "sigma":
         fig = gni_plots.over_sigma(res, step=step)

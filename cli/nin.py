@@ -1,4 +1,7 @@
-"""``walknoise nin probe|compare``: Noise Injection Nodes as a probe and as a regulariser."""
+"""``walknoise nin probe|compare|plot``: Noise Injection Nodes as a probe and as a regulariser.
+
+The figures import matplotlib and seaborn: ``_draw`` imports them when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ from pathlib import Path
 import click
 
 from walknoise.errors import WalknoiseError
-from walknoise.nin.compare import METHODS, CompareConfig, compare
-from walknoise.nin.plots import compare_figure, niw_trajectories, phase_diagram, time_scales
+from walknoise.nin.compare import FORMAT as COMPARE_FORMAT
+from walknoise.nin.compare import METHODS, CompareConfig, CompareResult, compare, load_compare
 from walknoise.nin.probe import ProbeConfig, probe
 from walknoise.nin.report import compare_text, probe_text
+from walknoise.nin.results import ProbeResult, load_probe
 from walknoise.nin.train import OPTIMIZERS
-from walknoise.walk.plots import save_figure
 
 from .options import command_line, output_options
 
@@ -63,12 +66,7 @@ def _data_options(f: click.decorators.FC) -> click.decorators.FC:
     )(f)
 
 
-@click.group()
-def nin() -> None:
-    """Noise Injection Nodes: probe learning dynamics (probe), regularise (compare)."""
-
-
-@nin.command("probe")
+@click.command("probe")
 @_data_options
 @click.option("--sigma-eps", default="0.1,1,10,100", show_default=True, help="σ_ε values.")
 @click.option("--lr", default="1e-3,1e-2,1e-1", show_default=True, help="Learning rates.")
@@ -142,16 +140,10 @@ def probe_command(
     )
     click.echo(probe_text(result))
     click.echo(f"wrote {output}")
-    stem = output.with_suffix("")
-    for name, draw in (
-        ("phases", phase_diagram),
-        ("niw", niw_trajectories),
-        ("timescales", time_scales),
-    ):
-        click.echo(f"wrote {save_figure(draw(result), f'{stem}-{name}.png')}")
+    _draw(result, output)
 
 
-@nin.command("compare")
+@click.command("compare")
 @_data_options
 @click.option("--methods", default=",".join(METHODS), show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
@@ -245,4 +237,48 @@ def compare_command(
     )
     click.echo(compare_text(result))
     click.echo(f"wrote {output}")
-    click.echo(f"wrote {save_figure(compare_figure(result), output.with_suffix('.png'))}")
+    _draw(result, output)
+
+
+@click.command("plot")
+@click.argument("results", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Name the figures after this path instead of RESULTS: a probe's STEM-phases.png, "
+    "STEM-niw.png and STEM-timescales.png, a comparison's STEM.png.",
+)
+def plot_command(results: Path, output: Path | None) -> None:
+    """Redraw the figures of a `nin probe` or `nin compare` file."""
+    _draw(_load(results), output or results)
+
+
+def _load(path: Path) -> ProbeResult | CompareResult:
+    """The probe or comparison in ``path``, told apart by its ``format`` attribute."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+    except OSError:
+        fmt = None  # load_probe says what is wrong with the path
+    return load_compare(path) if fmt == COMPARE_FORMAT else load_probe(path)
+
+
+def _draw(result: ProbeResult | CompareResult, named_after: Path) -> None:
+    """The figures ``nin probe`` or ``nin compare`` write beside their results file."""
+    from walknoise.nin import plots
+    from walknoise.walk.plots import save_figure
+
+    stem = named_after.with_suffix("")
+    if isinstance(result, CompareResult):
+        click.echo(f"wrote {save_figure(plots.compare_figure(result), f'{stem}.png')}")
+        return
+    for name, draw in (
+        ("phases", plots.phase_diagram),
+        ("niw", plots.niw_trajectories),
+        ("timescales", plots.time_scales),
+    ):
+        click.echo(f"wrote {save_figure(draw(result), f'{stem}-{name}.png')}")

@@ -1,4 +1,8 @@
-"""``walknoise plot``: figures from a results file."""
+"""``walknoise plot KIND``: figures from a scan's results file.
+
+The plotting modules import matplotlib and seaborn; they are imported inside the commands so
+that listing or asking for help stays fast.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,7 @@ from typing import Any
 import click
 
 from walknoise.errors import WalknoiseError
-from walknoise.walk import plots, weight_plots
-from walknoise.walk.result import Result, load
+from walknoise.walk.result import load
 
 RESULTS = click.Path(path_type=Path, dir_okay=False)
 
@@ -25,7 +28,9 @@ def _output(name: str) -> Callable[..., Any]:
     )
 
 
-def _scan_figure(name: str, draw: Callable[[Any], Any], helptext: str) -> click.Command:
+def _scan_figure(name: str, helptext: str) -> click.Command:
+    """``walknoise plot NAME``: draws ``walknoise.walk.plots.NAME`` of one phase."""
+
     @click.command(name=name, help=helptext)
     @click.argument("results", type=RESULTS)
     @_output(name)
@@ -36,7 +41,10 @@ def _scan_figure(name: str, draw: Callable[[Any], Any], helptext: str) -> click.
         help="Which phase to draw (default: the file's last).",
     )
     def command(results: Path, output: Path | None, phase: str | None) -> None:
+        from walknoise.walk import plots
+
         result = load(results)
+        draw = getattr(plots, name)
         path = plots.save_figure(
             draw(result.for_phase(phase or result.phases[-1])), output or Path(f"{name}.png")
         )
@@ -45,32 +53,23 @@ def _scan_figure(name: str, draw: Callable[[Any], Any], helptext: str) -> click.
     return command
 
 
-@click.group()
-def plot() -> None:
-    """Draw a results file: heatmap, curves, midpoints, weights or histogram."""
+heatmap = _scan_figure("heatmap", "Layers × log σ coloured by accuracy, midpoints marked.")
+curves = _scan_figure("curves", "Accuracy vs σ per layer with the spread over repeats.")
+midpoints = _scan_figure("midpoints", "One bar per layer: its midpoint noise level.")
 
 
-plot.add_command(
-    _scan_figure("heatmap", plots.heatmap, "Layers × log σ coloured by accuracy, midpoints marked.")
-)
-plot.add_command(
-    _scan_figure("curves", plots.curves, "Accuracy vs σ per layer with the spread over repeats.")
-)
-plot.add_command(
-    _scan_figure("midpoints", plots.midpoints, "One bar per layer: its midpoint noise level.")
-)
-
-
-@plot.command()
+@click.command()
 @click.argument("results", type=RESULTS)
 @_output("weights")
 def weights(results: Path, output: Path | None) -> None:
     """Train phase: each entry's own-layer weight growth and kurtosis, layer × σ."""
+    from walknoise.walk import plots, weight_plots
+
     path = plots.save_figure(weight_plots.weights(load(results)), output or Path("weights.png"))
     click.echo(f"wrote {path}")
 
 
-@plot.command()
+@click.command()
 @click.argument("results", type=RESULTS)
 @click.option(
     "--cell",
@@ -81,8 +80,10 @@ def weights(results: Path, output: Path | None) -> None:
 @_output("histogram")
 def histogram(results: Path, cell: str, output: Path | None) -> None:
     """Train phase: one cell's weight histograms against the clean model's."""
+    from walknoise.walk import plots, weight_plots
+
     layer, sigma, repeat = parse_cell(cell)
-    result: Result = load(results)
+    result = load(results)
     fig = weight_plots.histogram(result, layer, sigma, repeat)
     click.echo(f"wrote {plots.save_figure(fig, output or Path('histogram.png'))}")
 

@@ -1,4 +1,4 @@
-"""``walknoise gni``, ``walknoise gni-plot`` and ``walknoise train --gni-*`` end to end."""
+"""``walknoise gni run``, ``walknoise gni plot`` and ``walknoise train --gni-*`` end to end."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ FAST = ("--draws", "5", "--batches", "2", "--quiet")
 @pytest.fixture(scope="module")
 def gni_file(mlp_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gni") / "gni.h5"
-    result = invoke(
-        "gni", mlp_checkpoint, "--noise", "multiplicative", "--sigma", "0.05,0.2", *FAST, "-o", out
-    )
+    noise = ("--noise", "multiplicative", "--sigma", "0.05,0.2")
+    result = invoke("gni", "run", mlp_checkpoint, *noise, *FAST, "-o", out)
     assert result.exit_code == 0, result.output
     assert "fc1.weight" in result.output and f"wrote {out}" in result.output
     return out
@@ -36,13 +35,13 @@ def test_gni_writes_statistics(gni_file: Path) -> None:
     assert list(ds["sigma"].values) == [0.05, 0.2]
     assert np.all(np.isfinite(ds["alpha"].values))
     assert ds.attrs["data"] == "mnist:train" and ds.attrs["noise"] == "multiplicative"
-    assert ds.attrs["command"].startswith("walknoise gni ")
+    assert ds.attrs["command"].startswith("walknoise gni run ")
 
 
 @pytest.mark.parametrize("kind", ["sigma", "training", "histogram"])
 def test_gni_plot(gni_file: Path, tmp_path: Path, kind: str) -> None:
     out = tmp_path / f"{kind}.png"
-    result = invoke("gni-plot", kind, gni_file, "--sigma", "0.2", "-o", out)
+    result = invoke("gni", "plot", kind, gni_file, "--sigma", "0.2", "-o", out)
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 10_000
 
@@ -67,16 +66,19 @@ def test_train_tracks_gradient_noise(tmp_path: Path) -> None:
 
 def test_errors_are_one_line(mlp_checkpoint: Path, gni_file: Path, tmp_path: Path) -> None:
     assert_user_error(
-        invoke("gni", mlp_checkpoint, "--draws", "1", "-o", tmp_path / "a.h5"), "at least 2"
+        invoke("gni", "run", mlp_checkpoint, "--draws", "1", "-o", tmp_path / "a.h5"), "at least 2"
     )
     assert_user_error(
-        invoke("gni", mlp_checkpoint, "--sigma", "0", "-o", tmp_path / "b.h5"), "positive"
+        invoke("gni", "run", mlp_checkpoint, "--sigma", "0", "-o", tmp_path / "b.h5"), "positive"
     )
-    assert_user_error(invoke("gni", mlp_checkpoint, *FAST, "-o", gni_file), "--overwrite")
+    assert_user_error(invoke("gni", "run", mlp_checkpoint, *FAST, "-o", gni_file), "--overwrite")
     assert_user_error(
-        invoke("gni", mlp_checkpoint, "--layers", "nope", "-o", tmp_path / "c.h5"), "matches no"
+        invoke("gni", "run", mlp_checkpoint, "--layers", "nope", "-o", tmp_path / "c.h5"),
+        "matches no",
     )
-    assert_user_error(invoke("gni-plot", "sigma", tmp_path / "none.h5"), "no such gradient-noise")
+    assert_user_error(
+        invoke("gni", "plot", "sigma", tmp_path / "none.h5"), "no such gradient-noise"
+    )
     out = tmp_path / "m.pt"
     assert_user_error(invoke("train", "--gni-every", "0", "-o", out), "--gni-every")
     assert_user_error(invoke("train", "--gni-sigma", "-1", "-o", out), "--gni-sigma")

@@ -1,4 +1,4 @@
-"""``walknoise nin probe|compare`` end to end on tiny files, and their one-line errors."""
+"""``walknoise nin probe|compare|plot`` end to end on tiny files, and their one-line errors."""
 
 from __future__ import annotations
 
@@ -33,8 +33,15 @@ def test_probe_writes_results_and_figures(files: tuple[Path, Path], tmp_path: Pa
     result = invoke("nin", "probe", *_data(files), *args, "-o", out)
     assert result.exit_code == 0, result.output
     assert "σ_ε" in result.output and "divergent" in result.output
-    for name in ("phases", "niw", "timescales"):
-        assert (tmp_path / f"probe-{name}.png").stat().st_size > 5_000
+    figures = [tmp_path / f"probe-{name}.png" for name in ("phases", "niw", "timescales")]
+    assert all(f.stat().st_size > 5_000 for f in figures)
+    drawn = [f.read_bytes() for f in figures]
+    for f in figures:
+        f.unlink()
+    redrawn = invoke("nin", "plot", out)
+    assert redrawn.exit_code == 0, redrawn.output
+    assert [f.read_bytes() for f in figures] == drawn  # the same figures, from the file alone
+    assert redrawn.output.count("wrote") == 3
     ds = load_probe(out).dataset
     assert ds["sigma_eps"].values.tolist() == [0.1, 1e4]
     assert ds.attrs["command"].startswith("walknoise nin probe")
@@ -60,6 +67,9 @@ def test_compare_writes_table_and_figure(files: tuple[Path, Path], tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert "full-ninr" in result.output and "±" in result.output
     assert (tmp_path / "cmp.png").stat().st_size > 5_000
+    redrawn = invoke("nin", "plot", out, "-o", tmp_path / "again.h5")
+    assert redrawn.exit_code == 0, redrawn.output
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "cmp.png").read_bytes()
     assert load_compare(out).methods == ["none", "full-ninr", "l2"]
 
 
@@ -84,3 +94,10 @@ def test_user_errors(args: list[str], match: str, tmp_path: Path) -> None:
 
 def test_file_data_needs_a_test_set(files: tuple[Path, Path]) -> None:
     assert_user_error(invoke("nin", "probe", "--data", files[0], "--quiet"), "--test-data")
+
+
+def test_plot_needs_a_nin_file(tmp_path: Path) -> None:
+    assert_user_error(invoke("nin", "plot", tmp_path / "none.h5"), "no such NIN probe file")
+    other = tmp_path / "other.h5"
+    other.write_text("not hdf5")
+    assert_user_error(invoke("nin", "plot", other), "cannot read")
