@@ -8,14 +8,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import click
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from walknoise.cli.main import cli, flag_of
 
 import walknoise
 from tests.cli.conftest import assert_user_error, invoke
+from walknoise.errors import WalknoiseError
 from walknoise.io.lock import one_writer
 from walknoise.models import build_model, save_checkpoint
 from walknoise.training import seeded_init
@@ -43,7 +47,7 @@ def test_foreign_file_fix_depends_on_reading_or_writing(
     plotted = invoke("plot", "heatmap", path, "-o", tmp_path / "h.png")
     assert_user_error(plotted, "written by `walknoise scan`")
     assert "--overwrite" not in plotted.stderr  # plot cannot replace anything
-    assert_user_error(invoke("scan", mlp_checkpoint, *FAST, "-o", path), "pass --overwrite")
+    assert_user_error(invoke("scan", mlp_checkpoint, *FAST, "-o", path), "pass overwrite=True")
     assert path.read_bytes() == before
 
 
@@ -214,7 +218,53 @@ def test_second_scan_on_the_same_file_is_refused(mlp_checkpoint: Path, tmp_path:
         (("scan", "m.pt", "--bogus"), "No such option"),
         (("plot", "heatmap"), "Missing argument"),
         (("nonsense",), "No such command"),
+        (("gni-plot",), "No such command 'gni-plot'"),  # now `gni plot`
+        (("nin", "plt"), "Did you mean 'plot'?"),  # suggests commands not loaded yet
     ],
 )
 def test_usage_errors_are_one_line(args: tuple[str, ...], match: str) -> None:
     assert_user_error(invoke(*args), match)
+
+
+def _raises(argument: str | None, message: str = "ratio=1.5 is not in (0, 1)") -> Any:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise WalknoiseError(message, argument=argument)
+
+    return fail
+
+
+@pytest.mark.parametrize(
+    ("argument", "line"),
+    [
+        ("data", "error: --data: ratio=1.5 is not in (0, 1)"),
+        ("trust_pickle", "error: --trust-pickle: ratio=1.5 is not in (0, 1)"),
+        ("model_path", "error: MODEL: ratio=1.5 is not in (0, 1)"),  # an argument: its metavar
+        ("ratio", "error: ratio=1.5 is not in (0, 1)"),  # `layers` has no --ratio
+        (None, "error: ratio=1.5 is not in (0, 1)"),
+    ],
+)
+def test_library_error_gets_the_flag_of_its_argument(
+    mlp_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, argument: str | None, line: str
+) -> None:
+    monkeypatch.setattr("walknoise.cli.layers.discover", _raises(argument))
+    result = invoke("layers", mlp_checkpoint)
+    assert_user_error(result, line)
+    assert result.stderr.strip() == line
+
+
+def test_flag_of_a_nested_command_and_a_renamed_option(
+    mlp_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = "layers=['nope'] matches no injection point;\n see walknoise.noise.discover"
+    monkeypatch.setattr("walknoise.cli.gni.run_gni", _raises("layers", message))
+    result = invoke("gni", "run", mlp_checkpoint, "--quiet")
+    # --layers sets the parameter `layer_names`; the flag spelled as a name matches too
+    assert_user_error(result, "error: --layers: layers=['nope'] matches no injection point; see")
+
+
+def test_flag_of_prefers_the_long_option() -> None:
+    scan = cli.get_command(click.Context(cli), "scan")
+    assert flag_of(scan, "output") == "--output"
+    assert flag_of(scan, "sigmas") == "--sigmas"
+    assert flag_of(scan, "include_global") is None  # --no-global is not the same question
+    assert flag_of(None, "sigmas") is None
