@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from walknoise.io.provenance import invoked_as
 from walknoise.recipes import run_demo
 
 
@@ -22,7 +23,8 @@ from walknoise.recipes import run_demo
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
 def demo(output: Path, epochs: int, repeats: int) -> None:
     """The two-minute tour: model.pt, results.h5 and heatmap.png in one directory."""
-    out = run_demo(output, epochs=epochs, repeats=repeats)
+    with invoked_as(f"walknoise demo -o {output}"):
+        out = run_demo(output, epochs=epochs, repeats=repeats)
     click.echo(
         f"LeNet-5 test accuracy {out.test_accuracy:.4f}; wrote {out.model}, "
         f"{out.results}, {out.heatmap}"

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from walknoise.gni.measure import PARAMS, GNISpec, load_gni, run_gni
+from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
 from walknoise.walk.spec import parse_sigmas, split_names
 
@@ -70,16 +71,10 @@ def run(
         device=device,
     )
     loaded = open_model(model_path, arch, trust_pickle)
-    command = command_line(click.get_current_context())
-    result = run_gni(
-        loaded.model,
-        data,
-        spec,
-        output=output,
-        overwrite=overwrite,
-        progress=not quiet,
-        command=command,
-    )
+    with invoked_as(command_line(click.get_current_context())):
+        result = run_gni(
+            loaded.model, data, spec, output=output, overwrite=overwrite, progress=not quiet
+        )
     click.echo(result.summary())
     click.echo(f"wrote {output}")
 

@@ -75,7 +75,7 @@ class Walknoise(LazyGroup):
     * A :class:`~walknoise.errors.WalknoiseError` prints ``error: <message>``; when its
       ``argument`` names a parameter of the command being run (its click name, e.g.
       ``ratio``, or its flag spelled as a name, e.g. ``layers`` for ``--layers``), the flag
-      comes first, as in argparse: ``error: --ratio: ratio=1.5 is not in (0, 1)``.
+      comes first, as in argparse: ``error: --ratio: ratio=1.5 is outside [0, 1]; ...``.
       An argument such as ``MODEL`` is named by its metavar.
     * A click usage error prints ``error: <click's message>; see `walknoise CMD -h```.
     * Ctrl-C prints ``interrupted`` and exits with code 130 (``scan`` says more, see
@@ -197,15 +197,14 @@ nin = LazyGroup(
             f"{CLI}.demo:demo",
             "The two-minute tour: model.pt, results.h5 and heatmap.png in one directory.",
         ),
+        # the families' groups, listed lazily too: tools that read `commands` (mkdocs-click)
+        # find it empty and ask list_commands/get_command, which know every command
+        **{g.name: (f"{CLI}.main:{g.name}", g.help) for g in (plot, gni, nin) if g.name and g.help},
     },
 )
 @click.version_option(__version__, prog_name="walknoise")
 def cli() -> None:
     """Walk Gaussian noise through a PyTorch model, one layer at a time."""
-
-
-for group in (plot, gni, nin):
-    cli.add_command(group)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from walknoise.errors import WalknoiseError
+from walknoise.io.provenance import invoked_as
 from walknoise.nin.compare import FORMAT as COMPARE_FORMAT
 from walknoise.nin.compare import METHODS, CompareConfig, CompareResult, compare, load_compare
 from walknoise.nin.probe import ProbeConfig, probe
@@ -126,18 +127,17 @@ def probe_command(
         eval_every=eval_every,
     )
     _fresh(output, overwrite)
-    command = command_line(click.get_current_context())
-    result = probe(
-        arch,
-        data,
-        config,
-        test_data=test_data,
-        output=output,
-        device=device,
-        threads=threads,
-        progress=not quiet,
-        command=command,
-    )
+    with invoked_as(command_line(click.get_current_context())):
+        result = probe(
+            arch,
+            data,
+            config,
+            test_data=test_data,
+            output=output,
+            device=device,
+            threads=threads,
+            progress=not quiet,
+        )
     click.echo(probe_text(result))
     click.echo(f"wrote {output}")
     _draw(result, output)
@@ -224,17 +224,16 @@ def compare_command(
         walk_repeats=walk_repeats,
     )
     _fresh(output, overwrite)
-    command = command_line(click.get_current_context())
-    result = compare(
-        arch,
-        data,
-        config,
-        test_data=test_data,
-        output=output,
-        threads=threads,
-        progress=not quiet,
-        command=command,
-    )
+    with invoked_as(command_line(click.get_current_context())):
+        result = compare(
+            arch,
+            data,
+            config,
+            test_data=test_data,
+            output=output,
+            threads=threads,
+            progress=not quiet,
+        )
     click.echo(compare_text(result))
     click.echo(f"wrote {output}")
     _draw(result, output)

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from walknoise.devices import resolve_device
+from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
 from walknoise.walk.driver import run_spec
 from walknoise.walk.report import midpoint_table
@@ -130,7 +131,7 @@ def scan(
     stopped = (
         f"interrupted: finished layers are saved in {output}; run the same command again to resume"
     )
-    with stop_promptly(stopped, cleanup=runs_on.cancel):
+    with stop_promptly(stopped, cleanup=runs_on.cancel), invoked_as(command):
         result = run_spec(
             loaded.model,
             data,
@@ -138,7 +139,6 @@ def scan(
             output=output,
             overwrite=overwrite,
             progress=not quiet,
-            command=command,
             executor=runs_on,
         )
     click.echo(midpoint_table(result))

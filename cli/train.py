@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from walknoise.gni.tracking import MODES, GNITraining, training_hooks
+from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
 from walknoise.recipes import train_checkpoint
 from walknoise.training import TrainConfig
@@ -82,7 +83,8 @@ def train(
         output=gni_output,
         seed=seed,
     )
-    hooks = training_hooks(noisy, data, config, command_line(click.get_current_context()))
+    with invoked_as(command_line(click.get_current_context())):  # tracking files record it
+        hooks = training_hooks(noisy, data, config)
     metrics = train_checkpoint(
         arch,
         output,

@@ -123,7 +123,6 @@ def run_demo(
         output=results_path,
         overwrite=True,
         progress=progress,
-        command=f"walknoise demo -o {out}",
     )
     save_figure(heatmap(result), png)
     return DemoOutput(

@@ -12,9 +12,11 @@ from walknoise.cli.main import LazyGroup, cli
 
 
 def groups(group: click.Group = cli) -> list[LazyGroup]:
-    """``cli`` and every lazy group below it."""
+    """``cli`` and every lazy group below it (loading every command)."""
     found = [group] if isinstance(group, LazyGroup) else []
-    for sub in group.commands.values():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        sub = group.get_command(ctx, name)
         if isinstance(sub, click.Group):
             found += groups(sub)
     return found
@@ -63,7 +65,7 @@ def test_one_command_shape_per_family() -> None:
     assert cli.list_commands(ctx) == [
         "demo", "gni", "layers", "nin", "plot", "scan", "train"
     ]  # fmt: skip
-    gni, nin = cli.commands["gni"], cli.commands["nin"]
+    gni, nin = cli.get_command(ctx, "gni"), cli.get_command(ctx, "nin")
     assert isinstance(gni, LazyGroup) and isinstance(nin, LazyGroup)
     assert sorted(gni.lazy) == ["plot", "run"]
     assert sorted(nin.lazy) == ["compare", "plot", "probe"]

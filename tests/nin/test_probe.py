@@ -127,7 +127,7 @@ def test_user_mistakes_fail_before_training(tmp_path: Path) -> None:
         load_probe(tmp_path / "missing.h5")
     other = tmp_path / "other.h5"
     xr.Dataset({"a": ("x", [1.0])}, coords={"x": [0]}).to_netcdf(other, engine="h5netcdf")
-    with pytest.raises(WalknoiseError, match="not a NIN probe"):
+    with pytest.raises(WalknoiseError, match="not a walknoise NIN probe file"):
         load_probe(other)
 
 

@@ -40,6 +40,7 @@ from walknoise.gni.tails import (
     standardize_columns,
     summarize,
 )
+from walknoise.io import netcdf
 from walknoise.noise.inject import cell_seed, inject, make_generator
 from walknoise.noise.kinds import make_noise
 from walknoise.noise.points import INPUT, discover, select
@@ -343,7 +344,6 @@ def run_gni(
     output: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
-    command: str | None = None,
     step: int = 0,
 ) -> GNIResult:
     """Measure ``spec`` on ``model`` (the CLI and :func:`gradient_noise` both end here)."""
@@ -357,11 +357,11 @@ def run_gni(
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     model = model.to(device)
     points = injection_points(model, tuple(x.shape[1:]), spec.layers, device)
-    attrs = gni_store.file_attrs(spec.to_dict(), points, name, len(x), command)
+    attrs = gni_store.file_attrs(spec.to_dict(), points, name, len(x))
     x, y = x.to(device, dtype), y.to(device)
     ds = measure(model, x, y, spec, points, step=step, attrs=attrs, progress=progress)
     if output is not None:
-        gni_store.save(output, ds)
+        netcdf.save(output, ds)
     return GNIResult(ds)
 
 

@@ -7,9 +7,10 @@ import math
 from pathlib import Path
 
 import pandas as pd
-import xarray as xr
 
 from walknoise.gni import store as gni_store
+from walknoise.io.result import ResultBase
+from walknoise.table import text_table
 
 # (table column, summary title); "/coord", "/robust": scaled per coordinate by std, by MAD.
 _COLUMNS = (
@@ -28,11 +29,13 @@ _COLUMNS = (
 )
 
 
-class GNIResult:
+class GNIResult(ResultBase):
     """Gradient-noise statistics; everything is in ``dataset`` (an ``xarray.Dataset``)."""
 
-    def __init__(self, dataset: xr.Dataset) -> None:
-        self.dataset = dataset
+    FORMAT = gni_store.FORMAT
+    FORMAT_VERSION = gni_store.FORMAT_VERSION
+    WHAT = gni_store.WHAT
+    CELL = ("param_layer", "sigma", "step")
 
     def table(self) -> pd.DataFrame:
         """One row per (param_layer, sigma, step): α, skewness, kurtosis under both
@@ -58,24 +61,18 @@ class GNIResult:
         rows: list[tuple[str, ...]] = [tuple(title for _, title in _COLUMNS)]
         for rec in table.itertuples(index=False):
             rows.append((str(rec[0]), f"{rec[1]:.3g}", str(rec[2]), *map(_num, rec[3:])))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [_line(r, widths) for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join([*head, *lines])
+        return "\n".join([*head, text_table(rows)])
 
-    def save(self, path: str | Path) -> Path:
-        return gni_store.save(path, self.dataset)
+    def to_dataframe(self) -> pd.DataFrame:
+        """The :meth:`table`."""
+        return self.table()
 
-    def __repr__(self) -> str:
+    def _describe(self) -> str:
         ds = self.dataset
         return (
-            f"<walknoise.GNIResult {ds.attrs.get('noise')} noise: {ds.sizes['param_layer']} "
-            f"parameter tensors × {ds.sizes['sigma']} σ × {ds.sizes['step']} steps>"
+            f"{ds.attrs.get('noise')} noise: {ds.sizes['param_layer']} parameter tensors × "
+            f"{ds.sizes['sigma']} σ × {ds.sizes['step']} steps"
         )
-
-
-def _line(cells: tuple[str, ...], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
 
 def _num(value: object) -> str:
@@ -85,4 +82,4 @@ def _num(value: object) -> str:
 
 def load_gni(path: str | Path) -> GNIResult:
     """Read a file written by ``walknoise gni``, ``GNIResult.save`` or ``train --gni-every``."""
-    return GNIResult(gni_store.load(path))
+    return GNIResult.load(path)

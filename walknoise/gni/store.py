@@ -1,35 +1,29 @@
-"""The gradient-noise results file: netCDF-4-compatible HDF5 written with h5py.
+"""The gradient-noise results file: its schema, the empty one-step dataset, joining steps.
 
 Axes ``param_layer`` (UTF-8 parameter names), ``sigma``, ``step`` (the training step the
 weights come from), ``standardize`` (``layer``: one scale for the whole parameter tensor, as
 the paper; ``coordinate``: each coordinate of each batch by its std over the draws;
 ``robust``: by its median absolute deviation instead) and ``bin``
 (histogram bin centres in standard deviations). Every axis is a dimension scale, every
-variable has ``long_name``/``units``, and the file is replaced atomically on each write.
+variable has ``long_name``/``units``; :mod:`walknoise.io.netcdf` writes and reads the file
+(replaced atomically on each write).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
-import torch
 import xarray as xr
 
-from walknoise._version import __version__
-from walknoise.errors import WalknoiseError
 from walknoise.gni.tails import bin_centres
-from walknoise.io.netcdf import atomic_update
+from walknoise.io.provenance import provenance
 
 FORMAT = "walknoise-gni"
 FORMAT_VERSION = 1
-STR = h5py.string_dtype("utf-8")
+WHAT = "gradient-noise"
 STANDARDIZE = ("layer", "coordinate", "robust")
 
 _CELL = ("param_layer", "sigma", "step")
@@ -60,18 +54,12 @@ COORDS: dict[str, tuple[str, str]] = {
 
 
 def file_attrs(
-    config: Mapping[str, Any], points: Sequence[str], data: str, n: int, command: str | None
+    config: Mapping[str, Any], points: Sequence[str], data: str, n: int
 ) -> dict[str, Any]:
-    """Root attributes of a gradient-noise file: format, versions, config JSON, provenance."""
+    """Root attributes of a gradient-noise file: provenance, then what was measured."""
+    title = "walknoise implicit gradient noise of Gaussian noise injections"
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "title": "walknoise implicit gradient noise of Gaussian noise injections",
-        "walknoise_version": __version__,
-        "torch_version": str(torch.__version__),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command or " ".join(sys.argv),
-        "config": json.dumps(dict(config), sort_keys=True),
+        **provenance(FORMAT, FORMAT_VERSION, title, config),
         "injection_points": json.dumps(list(points)),
         "data": data,
         "n_samples": n,
@@ -91,12 +79,14 @@ def empty(
         "bin": bin_centres(),
     }
     sizes = {k: len(v) for k, v in coords.items()}
+    axes = {name: ((name,), coords[name], _meta(*COORDS[name])) for name in COORDS}
+    axes["bin"][2]["bin_width"] = float(np.diff(coords["bin"][:2])[0])
     data = {}
     for name, (dims, long_name, units, dtype) in VARIABLES.items():
         fill = np.nan if dtype == "f8" else 0
         arr = np.full([sizes[d] for d in dims], fill, dtype=dtype)
-        data[name] = (dims, arr, {"long_name": long_name, "units": units})
-    return xr.Dataset(data, coords=coords, attrs=dict(attrs))
+        data[name] = (dims, arr, _meta(long_name, units))
+    return xr.Dataset(data, coords=axes, attrs=dict(attrs))
 
 
 def concat_steps(parts: Sequence[xr.Dataset]) -> xr.Dataset:
@@ -106,54 +96,5 @@ def concat_steps(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     return joined.assign({name: parts[0][name] for name in shared})
 
 
-def save(path: str | Path, ds: xr.Dataset) -> Path:
-    """Write ``ds`` as the results file, replacing any old one atomically."""
-    path = Path(path)
-    atomic_update(path, lambda f: _write(f, ds), new=True)
-    return path
-
-
-def _write(f: h5py.File, ds: xr.Dataset) -> None:
-    for name, (long_name, units) in COORDS.items():
-        values = ds[name].values
-        if values.dtype.kind in "OU":
-            f.create_dataset(name, data=np.array(values, dtype=object), dtype=STR)
-        else:
-            f.create_dataset(name, data=values)
-        f[name].make_scale(name)
-        f[name].attrs.update({"long_name": long_name, "units": units})
-    f["bin"].attrs["bin_width"] = float(np.diff(ds["bin"].values[:2])[0])
-    for name, (dims, long_name, units, dtype) in VARIABLES.items():
-        out = f.create_dataset(name, data=np.asarray(ds[name].values, dtype=dtype))
-        if dtype == "f8":  # integer counts use every value; only floats have a "missing"
-            out.attrs["_FillValue"] = np.float64(np.nan)
-        out.attrs.update({"long_name": long_name, "units": units})
-        for i, dim in enumerate(dims):
-            out.dims[i].attach_scale(f[dim])
-    for key, value in ds.attrs.items():
-        f.attrs[key] = value
-
-
-def load(path: str | Path) -> xr.Dataset:
-    """Read a gradient-noise file (``walknoise gni`` or ``train --gni-every``) into memory."""
-    path = Path(path)
-    if not path.is_file():
-        raise WalknoiseError(f"no such gradient-noise file: {path}; run `walknoise gni` first")
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("format")
-    except OSError as err:
-        raise WalknoiseError(
-            f"cannot read {path} as HDF5 ({err}); pass a file written by `walknoise gni`"
-        ) from None
-    if fmt != FORMAT:
-        raise WalknoiseError(
-            f"{path} is not a walknoise gradient-noise file (from `walknoise gni`)"
-        )
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        loaded = ds.load()
-    # h5netcdf hands variable-length strings back as objects; make them plain str labels.
-    labels = {
-        name: [str(v) for v in loaded[name].values] for name in ("param_layer", "standardize")
-    }
-    return loaded.assign_coords(labels)
+def _meta(long_name: str, units: str) -> dict[str, Any]:
+    return {"long_name": long_name, "units": units}

@@ -28,6 +28,7 @@ from walknoise.gni.measure import (
     noisy_loss,
     tensors_of,
 )
+from walknoise.io import netcdf
 from walknoise.noise.inject import cell_seed, make_generator
 from walknoise.noise.kinds import make_noise
 from walknoise.training import TrainConfig
@@ -121,12 +122,11 @@ class GNITracker:
         *,
         last_step: int | None = None,
         data: str = "in-memory data",
-        command: str | None = None,
         attrs: dict[str, Any] | None = None,
     ) -> None:
         self.spec, self.every, self.output = spec, every, output
         self.x, self.y, self.last_step = x, y, last_step
-        self.attrs = gni_store.file_attrs(spec.to_dict(), [], data, len(x), command)
+        self.attrs = gni_store.file_attrs(spec.to_dict(), [], data, len(x))
         self.attrs["title"] = "walknoise implicit gradient noise tracked over training"
         self.attrs.update(attrs or {})
         self.parts: list[xr.Dataset] = []
@@ -144,12 +144,10 @@ class GNITracker:
             self.points = injection_points(model, tuple(x.shape[1:]), self.spec.layers, device)
             self.attrs["injection_points"] = json.dumps(self.points)
         self.parts.append(measure(model, x, y, self.spec, self.points, step=step, attrs=self.attrs))
-        gni_store.save(self.output, gni_store.concat_steps(self.parts))
+        netcdf.save(self.output, gni_store.concat_steps(self.parts))
 
 
-def training_hooks(
-    training: GNITraining, data: Any, config: TrainConfig, command: str | None = None
-) -> dict[str, Any]:
+def training_hooks(training: GNITraining, data: Any, config: TrainConfig) -> dict[str, Any]:
     """Keyword arguments for ``train_checkpoint``: ``loss_fn``, ``on_step``, ``extra_meta``."""
     hooks: dict[str, Any] = {"extra_meta": {"gni": training.to_dict()}}
     if training.mode is not None:
@@ -177,7 +175,6 @@ def training_hooks(
             y,
             last_step=steps,
             data=name,
-            command=command,
             attrs={"training": json.dumps({"gni": training.to_dict(), "train": config.to_dict()})},
         )
     return hooks

@@ -1,10 +1,19 @@
-"""NIN result files: netCDF-4-compatible HDF5 written with h5py from an ``xarray.Dataset``.
+"""The one netCDF layer: every walknoise results file is written and read here.
 
-The conventions of :mod:`walknoise.walk.store`: every dimension is a coordinate variable made a
-dimension scale, strings are UTF-8, every variable has ``long_name``/``units``, the root
-carries ``format``/``format_version``, versions and the config as JSON, and the file is
-written to a temporary copy, fsynced and renamed into place (``os.replace`` is atomic), so
-a reader never sees half a file. ``xarray.open_dataset(path, engine="h5netcdf")`` opens it.
+Files are netCDF-4-compatible HDF5: every dimension is a coordinate variable made a
+dimension scale, strings are variable-length UTF-8, floats carry ``_FillValue = NaN``
+(integer flags and counts use every value, so they have none), variables keep their
+``long_name``/``units`` and the root carries ``format``/``format_version`` (see
+:mod:`walknoise.io.provenance`). ``xarray.open_dataset(path, engine="h5netcdf")`` opens any
+of them.
+
+Writing goes through h5py rather than ``Dataset.to_netcdf``: a scan rewrites one layer's
+slab in place (:func:`write_at`) in a file whose layout must stay exactly the one
+:func:`save` made (no chunking or compression chosen by a backend, booleans as int8), and
+every write, whole or partial, edits a temporary copy that is fsynced and renamed into
+place (``os.replace`` is atomic), so a reader never sees half a file. Reading goes through
+xarray + h5netcdf after a cheap h5py look at the root attributes, so a foreign or outdated
+file is refused with one line before xarray parses it.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,9 +35,49 @@ import xarray as xr
 
 from walknoise.errors import WalknoiseError
 
+__all__ = [
+    "WRITING",
+    "atomic_update",
+    "header",
+    "load",
+    "open_dataset",
+    "save",
+    "stale_temps",
+    "write_at",
+]
+
 STR = h5py.string_dtype("utf-8")
 WRITING = threading.Lock()
 """Held while a results file is replaced; a hard stop (``walknoise.cli.interrupt``) waits for it."""
+REWRITE = "check the path, or write the file again with this walknoise"
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def save(path: str | Path, ds: xr.Dataset) -> Path:
+    """Write ``ds`` (every dim must have a coordinate) atomically to ``path``."""
+    path = Path(path)
+    missing = [str(d) for d in ds.dims if d not in ds.coords]
+    if missing:
+        raise ValueError(f"dimensions without coordinates: {missing}")  # a bug, not a user error
+    atomic_update(path, lambda f: _write(f, ds), new=True)
+    return path
+
+
+def write_at(
+    path: Path, index: int, values: Mapping[str, Any], whole: Mapping[str, Any] | None = None
+) -> None:
+    """Set entry ``index`` of the leading axis of each of ``values`` (and all of each of
+    ``whole``) in the existing file ``path``, atomically."""
+
+    def update(f: h5py.File) -> None:
+        for name, value in values.items():
+            f[name][index, ...] = value
+        for name, value in (whole or {}).items():
+            f[name][...] = value
+
+    atomic_update(path, update)
 
 
 def _array(values: Any) -> np.ndarray:
@@ -56,52 +105,99 @@ def _write(f: h5py.File, ds: xr.Dataset) -> None:
         coord = ds[dim]
         h5 = _create(f, str(dim), coord.values)
         h5.make_scale(str(dim))
-        for key, value in coord.attrs.items():
-            h5.attrs[key] = _attr(value)
+        h5.attrs.update({key: _attr(value) for key, value in coord.attrs.items()})
     for name, var in ds.data_vars.items():
         h5 = _create(f, str(name), var.values)
         if var.dtype.kind == "f":  # only floats have a 'missing' value
             h5.attrs["_FillValue"] = np.asarray(np.nan, dtype=var.dtype)
-        for key, value in var.attrs.items():
-            h5.attrs[key] = _attr(value)
+        h5.attrs.update({key: _attr(value) for key, value in var.attrs.items()})
         for i, dim in enumerate(var.dims):
             h5.dims[i].attach_scale(f[str(dim)])
-    for key, value in ds.attrs.items():
-        f.attrs[key] = _attr(value)
+    f.attrs.update({key: _attr(value) for key, value in ds.attrs.items()})
 
 
-def save(path: str | Path, ds: xr.Dataset) -> Path:
-    """Write ``ds`` (every dim must have a coordinate) atomically to ``path``."""
-    path = Path(path)
-    missing = [str(d) for d in ds.dims if d not in ds.coords]
-    if missing:
-        raise ValueError(f"dimensions without coordinates: {missing}")  # a bug, not a user error
-    atomic_update(path, lambda f: _write(f, ds), new=True)
-    return path
+# --- reading ----------------------------------------------------------------------------------
 
 
-def load(path: str | Path, fmt: str, version: int, what: str) -> xr.Dataset:
-    """Read a file written by :func:`save`, checking its ``format`` and version."""
+def header(
+    path: str | Path,
+    fmt: str,
+    version: int,
+    what: str,
+    *,
+    fix: str = REWRITE,
+    inspect: Callable[[h5py.File], Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Root attributes of ``path`` (decoded), checked to be ``fmt`` version ``version``;
+    ``inspect`` may look further into the open file and add entries. Every error is one
+    line naming ``what`` (e.g. ``"results"``) and ending with ``fix``."""
     path = Path(path)
     if not path.is_file():
-        raise WalknoiseError(f"no such {what} file: {path}; check the path")
+        raise WalknoiseError(f"no such {what} file: {path}; {fix}")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {key: _decode(value) for key, value in f.attrs.items()}
+            if attrs.get("format") != fmt:
+                found = attrs.get("format")
+                raise WalknoiseError(
+                    f"{path} is not a walknoise {what} file (format {found!r}); {fix}"
+                )
+            if attrs.get("format_version") != version:
+                raise WalknoiseError(
+                    f"{path} has {what} format version {attrs.get('format_version')!r}, this "
+                    f"walknoise reads version {version}; {fix}"
+                )
+            return {**attrs, **(inspect(f) if inspect else {})}
+    except OSError as err:
+        raise _unreadable(path, err, what, fix) from None
+
+
+def open_dataset(path: str | Path, what: str, fix: str = REWRITE) -> xr.Dataset:
+    """The whole file in memory through xarray: strings as ``str``, attributes as plain
+    Python values (no format check; see :func:`load`)."""
+    path = Path(path)
     try:
         with xr.open_dataset(path, engine="h5netcdf") as opened:
             ds = opened.load()
     except (OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:120]
-        raise WalknoiseError(f"cannot read {path} as a {what} file ({first})") from None
-    if ds.attrs.get("format") != fmt:
-        raise WalknoiseError(f"{path} is not a {what} file (format {ds.attrs.get('format')!r})")
-    if int(ds.attrs.get("format_version", 0)) != version:
-        raise WalknoiseError(
-            f"{path} has {what} format version {ds.attrs.get('format_version')}; this walknoise "
-            f"reads version {version}: rerun to rewrite it"
-        )
+        raise _unreadable(path, err, what, fix) from None
+    # h5netcdf hands variable-length strings back as objects; make them plain str labels.
+    strings = {
+        str(name): (var.dims, var.values.astype(str), var.attrs)
+        for name, var in ds.variables.items()
+        if var.dtype == object
+    }
+    ds = ds.assign_coords({k: v for k, v in strings.items() if k in ds.coords})
+    ds = ds.assign({k: v for k, v in strings.items() if k not in ds.coords})
+    ds.attrs = {key: _decode(value) for key, value in ds.attrs.items()}
     return ds
 
 
-def atomic_update(path: Path, edit: Any, *, new: bool = False) -> None:
+def load(path: str | Path, fmt: str, version: int, what: str, fix: str = REWRITE) -> xr.Dataset:
+    """Read a file written by :func:`save`, checking its ``format`` and version first."""
+    header(path, fmt, version, what, fix=fix)
+    return open_dataset(path, what, fix)
+
+
+def _unreadable(path: Path, err: Exception, what: str, fix: str) -> WalknoiseError:
+    detail = " ".join(str(err).split())[:200]
+    return WalknoiseError(
+        f"cannot read {path} as HDF5 ({detail}); it is not a {what} file or it is damaged; {fix}"
+    )
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- atomic replacement -----------------------------------------------------------------------
+
+
+def atomic_update(path: Path, edit: Callable[[h5py.File], None], *, new: bool = False) -> None:
     """Apply ``edit`` to a copy of ``path`` (an empty file if ``new``) and rename it into
     place: a kill at any moment leaves the old file or the new one, never a torn one."""
     path = Path(path)

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +27,10 @@ from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 from tqdm.auto import tqdm
 
-from walknoise._version import __version__
 from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
-from walknoise.io import netcdf as nin_store
+from walknoise.io.provenance import provenance
+from walknoise.io.result import ResultBase
 from walknoise.nin.model import NINModel, attach_nins
 from walknoise.nin.probe import ModelFactory, model_factory, train_test_data
 from walknoise.nin.train import torch_threads
@@ -201,7 +199,6 @@ def compare(
     output: str | Path | None = None,
     threads: int | None = None,
     progress: bool = True,
-    command: str | None = None,
 ) -> CompareResult:
     """Train every (method, seed) of ``config``, evaluate, and return the table's numbers."""
     cfg = config or CompareConfig()
@@ -214,7 +211,7 @@ def compare(
         cells = [(i, k) for i in range(len(cfg.methods)) for k in range(len(cfg.seeds))]
         for i, k in tqdm(cells, desc="nin compare", unit="model", disable=not progress):
             rows[i, k] = _evaluate_cell(cfg.methods[i], factory, train, test, cfg, cfg.seeds[k])
-    result = CompareResult(_dataset(cfg, rows, _attrs(cfg, arch, train, test, command)))
+    result = CompareResult(_dataset(cfg, rows, _attrs(cfg, arch, train, test)))
     if output is not None:
         result.save(output)
     return result
@@ -301,19 +298,12 @@ def _attrs(
     arch: str | ModelFactory,
     train: TensorData,
     test: TensorData,
-    command: str | None,
 ) -> dict[str, Any]:
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
     config = {**cfg.to_dict(), "arch": arch_name, "train_data": train.name, "test_data": test.name}
+    title = "walknoise comparison of NINR with other regularisers"
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "title": "walknoise comparison of NINR with other regularisers",
-        "walknoise_version": __version__,
-        "torch_version": str(torch.__version__),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command or " ".join(sys.argv),
-        "config": json.dumps(config, sort_keys=True),
+        **provenance(FORMAT, FORMAT_VERSION, title, config),
         "methods": json.dumps(cfg.describe()),
         "arch": arch_name,
         "data": train.name,
@@ -323,11 +313,13 @@ def _attrs(
     }
 
 
-class CompareResult:
+class CompareResult(ResultBase):
     """A comparison's numbers; everything is in ``dataset`` (an ``xarray.Dataset``)."""
 
-    def __init__(self, dataset: xr.Dataset) -> None:
-        self.dataset = dataset
+    FORMAT = FORMAT
+    FORMAT_VERSION = FORMAT_VERSION
+    WHAT = "NIN comparison"
+    CELL = ("method", "seed")
 
     @property
     def methods(self) -> list[str]:
@@ -338,17 +330,14 @@ class CompareResult:
         described: dict[str, str] = json.loads(self.dataset.attrs["methods"])
         return described
 
-    def save(self, path: str | Path) -> Path:
-        return nin_store.save(path, self.dataset)
-
-    def __repr__(self) -> str:
+    def _describe(self) -> str:
         ds = self.dataset
         return (
-            f"<walknoise.CompareResult {', '.join(self.methods)} × {ds.sizes['seed']} seeds, "
-            f"{ds.attrs.get('arch')} on {ds.attrs.get('data')}>"
+            f"{', '.join(self.methods)} × {ds.sizes['seed']} seeds, "
+            f"{ds.attrs.get('arch')} on {ds.attrs.get('data')}"
         )
 
 
 def load_compare(path: str | Path) -> CompareResult:
     """Read a comparison written by :func:`compare` or ``walknoise nin compare``."""
-    return CompareResult(nin_store.load(path, FORMAT, FORMAT_VERSION, "NIN comparison"))
+    return CompareResult.load(path)

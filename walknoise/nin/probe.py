@@ -10,10 +10,7 @@ exponential time scales (:mod:`walknoise.nin.phases`); everything goes to one
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +18,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from walknoise._version import __version__
 from walknoise.data import TensorData, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
+from walknoise.io.provenance import provenance
 from walknoise.models import build_model
 from walknoise.nin.config import ProbeConfig
 from walknoise.nin.model import attach_nins, nin_targets
@@ -85,7 +82,6 @@ def probe(
     device: str = "cpu",
     threads: int | None = None,
     progress: bool = True,
-    command: str | None = None,
 ) -> ProbeResult:
     """Train the grid of ``config`` and return (and with ``output``, write) the results.
 
@@ -94,9 +90,7 @@ def probe(
     CPU threads for the duration (see :func:`~walknoise.nin.train.torch_threads`).
     """
     with torch_threads(threads):
-        return _probe(
-            arch, data, config or ProbeConfig(), test_data, output, device, progress, command
-        )
+        return _probe(arch, data, config or ProbeConfig(), test_data, output, device, progress)
 
 
 def _probe(
@@ -107,7 +101,6 @@ def _probe(
     output: str | Path | None,
     device: str,
     progress: bool,
-    command: str | None,
 ) -> ProbeResult:
     dev = resolve_device(device)
     if output is not None and not Path(output).parent.is_dir():
@@ -136,7 +129,7 @@ def _probe(
                         runs.reference[j, k] = trace
                     else:
                         runs.nin[i, j, k] = trace
-    ds = build_dataset(cfg, runs, steps, _attrs(cfg, arch, train, test, every, command))
+    ds = build_dataset(cfg, runs, steps, _attrs(cfg, arch, train, test, every))
     result = ProbeResult(ds)
     if output is not None:
         result.save(output)
@@ -166,20 +159,12 @@ def _attrs(
     train: TensorData,
     test: TensorData,
     every: int,
-    command: str | None,
 ) -> dict[str, Any]:
     arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
     config = {**cfg.to_dict(), "arch": arch_name, "eval_every": every}
     config.update(train_data=train.name, test_data=test.name)
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "title": "walknoise NIN probe of learning dynamics",
-        "walknoise_version": __version__,
-        "torch_version": str(torch.__version__),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command or " ".join(sys.argv),
-        "config": json.dumps(config, sort_keys=True),
+        **provenance(FORMAT, FORMAT_VERSION, "walknoise NIN probe of learning dynamics", config),
         "arch": arch_name,
         "data": train.name,
         "test_data": test.name,

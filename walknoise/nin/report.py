@@ -10,15 +10,9 @@ import pandas as pd
 from walknoise.nin.compare import CompareResult
 from walknoise.nin.phases import PHASES
 from walknoise.nin.results import ProbeResult
+from walknoise.table import text_table
 
 __all__ = ["compare_summary", "compare_text", "probe_text"]
-
-
-def _grid_text(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _phase_cell(codes: np.ndarray, majority: str) -> str:
@@ -58,10 +52,10 @@ def probe_text(result: ProbeResult) -> str:
         [
             head,
             "",
-            _grid_text(rows),
+            text_table(rows),
             "",
             "decay times in steps (median over seeds; - = no decay within the run)",
-            _grid_text(tau),
+            text_table(tau),
             "",
             f"final test accuracy without NINs: {ref_line}",
         ]
@@ -121,7 +115,7 @@ def compare_text(result: CompareResult) -> str:
         _table(summary, acc_cols),
         "",
         "midpoint σ of the walk (additive noise), per layer",
-        _grid_text(
+        text_table(
             [
                 ["layer", *summary.index],
                 *([c.removeprefix("mid "), *summary[c]] for c in mid_cols),
@@ -136,4 +130,4 @@ def compare_text(result: CompareResult) -> str:
 def _table(df: pd.DataFrame, columns: list[str]) -> str:
     rows = [["method", *columns]]
     rows += [[str(m), *(str(df.loc[m, c]) for c in columns)] for m in df.index]
-    return _grid_text(rows)
+    return text_table(rows)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from walknoise.io import netcdf as nin_store
+from walknoise.io.result import ResultBase
 from walknoise.nin.config import ProbeConfig
 from walknoise.nin.phases import PHASES, PhaseEvidence, classify_evidence, evidence, fit_decay
 from walknoise.nin.train import Trace
@@ -168,11 +168,13 @@ def _phase_meta() -> dict[str, Any]:
     }
 
 
-class ProbeResult:
+class ProbeResult(ResultBase):
     """A probe's numbers; everything is in ``dataset`` (an ``xarray.Dataset``)."""
 
-    def __init__(self, dataset: xr.Dataset) -> None:
-        self.dataset = dataset
+    FORMAT = FORMAT
+    FORMAT_VERSION = FORMAT_VERSION
+    WHAT = "NIN probe"
+    CELL = _RUN
 
     def phases(self) -> Any:
         """One row per run: phase, time scales, final accuracy (a pandas DataFrame)."""
@@ -193,15 +195,11 @@ class ProbeResult:
             columns=pd.Index(self.dataset["lr"].values, name="lr"),
         )
 
-    def save(self, path: str | Path) -> Path:
-        return nin_store.save(path, self.dataset)
-
-    def __repr__(self) -> str:
+    def _describe(self) -> str:
         ds = self.dataset
         return (
-            f"<walknoise.ProbeResult {ds.sizes['sigma_eps']} σ_ε × {ds.sizes['lr']} lr × "
-            f"{ds.sizes['seed']} seeds, {ds.sizes['step'] - 1} steps, NINs at "
-            f"{', '.join(str(n) for n in ds['nin'].values)}>"
+            f"{ds.sizes['sigma_eps']} σ_ε × {ds.sizes['lr']} lr × {ds.sizes['seed']} seeds, "
+            f"{ds.sizes['step'] - 1} steps, NINs at {', '.join(str(n) for n in ds['nin'].values)}"
         )
 
 
@@ -215,4 +213,4 @@ def _majority(codes: np.ndarray) -> str:
 
 def load_probe(path: str | Path) -> ProbeResult:
     """Read a probe file written by :func:`probe` or ``walknoise nin probe``."""
-    return ProbeResult(nin_store.load(path, FORMAT, FORMAT_VERSION, "NIN probe"))
+    return ProbeResult.load(path)

@@ -46,7 +46,6 @@ def scan(
     output: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    command: str | None = None,
     jobs: int = 1,
     executor: str | Executor = "auto",
     **options: Any,
@@ -84,7 +83,6 @@ def scan(
         output=output,
         overwrite=overwrite,
         progress=progress,
-        command=command,
         train_data=train_source,
         executor=make_executor(executor, jobs) if isinstance(executor, str) else executor,
     )
@@ -99,7 +97,6 @@ def run_spec(
     output: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    command: str | None = None,
     train_data: Any = None,
     executor: Executor | None = None,
     retries: int = 1,
@@ -112,7 +109,7 @@ def run_spec(
     executor = executor or Serial()
     plan = make_plan(model, data, spec, _planning_device(spec, executor))
     path = Path(output) if output else None
-    ds = prepare(plan, path, overwrite, command)
+    ds = prepare(plan, path, overwrite)
     trainer = _trainer(model, plan, train_data) if plan.train_phase else None
     if trainer is not None and not isinstance(executor, Serial):
         for r in range(spec.repeats):  # trained once here, not once per worker

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +14,10 @@ import torch
 import xarray as xr
 from torch import nn
 
-from walknoise._version import __version__
 from walknoise.data import TensorData, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
+from walknoise.io.provenance import provenance
 from walknoise.noise.points import GLOBAL, INPUT, Point, discover, select
 from walknoise.walk import store
 from walknoise.walk.runner import Clean, clean_pass, entries
@@ -114,18 +112,12 @@ def make_plan(
     )
 
 
-def attrs(plan: Plan, command: str | None) -> dict[str, Any]:
+def attrs(plan: Plan) -> dict[str, Any]:
     spec, clean = plan.spec, plan.clean
     runtime = {"device": spec.device, "max_batch": spec.max_batch}
+    config = {"identity": plan.identity, "runtime": runtime}
     return {
-        "format": store.FORMAT,
-        "format_version": store.FORMAT_VERSION,
-        "title": "walknoise layer-wise noise scan",
-        "walknoise_version": __version__,
-        "torch_version": str(torch.__version__),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command or " ".join(sys.argv),
-        "config": json.dumps({"identity": plan.identity, "runtime": runtime}, sort_keys=True),
+        **provenance(store.FORMAT, store.FORMAT_VERSION, "walknoise layer-wise noise scan", config),
         "model_sha256": plan.identity["model_sha256"],
         "data": plan.data.name,
         "n_samples": len(plan.data),
@@ -168,7 +160,7 @@ def variable_names(plan: Plan) -> list[str]:
     return names
 
 
-def prepare(plan: Plan, path: Path | None, overwrite: bool, command: str | None) -> xr.Dataset:
+def prepare(plan: Plan, path: Path | None, overwrite: bool) -> xr.Dataset:
     """The in-memory grid: fresh, or the finished layers of a file being resumed."""
     coords: dict[str, Any] = {
         "layer": plan.axis,
@@ -183,20 +175,9 @@ def prepare(plan: Plan, path: Path | None, overwrite: bool, command: str | None)
     if path is not None and path.exists() and not overwrite:
         _check_same(path, plan.identity)
         return store.read(path)
-    if path is not None:
-        store.create(path, coords, types, attrs(plan, command), variable_names(plan))
-        return store.read(path)
-    arrays = store.empty_arrays(coords, variable_names(plan))
-    variables: dict[str, Any] = {
-        name: (
-            store.ALL_VARIABLES[name][0],
-            arr,
-            {"long_name": store.ALL_VARIABLES[name][1], "units": store.ALL_VARIABLES[name][2]},
-        )
-        for name, arr in arrays.items()
-    }
-    variables["layer_type"] = (("layer",), types)
-    return xr.Dataset(variables, coords=coords, attrs=attrs(plan, command))
+    if path is None:
+        return store.empty(coords, types, attrs(plan), variable_names(plan))
+    return store.create(path, coords, types, attrs(plan), variable_names(plan))
 
 
 def _check_same(path: Path, identity: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from walknoise.table import text_table
 from walknoise.walk.metrics import BELOW_RANGE, REACHED
 from walknoise.walk.result import Result
 
@@ -46,12 +47,9 @@ def _phase_table(result: Result, phase: str) -> str:
         else:
             mid, interval = f"> {sigma_max:.3g}", ""
         rows.append((str(layer), str(row["type"]), mid, interval))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     ds = result.dataset
     head = (
         f"{ds.attrs.get('noise')} noise ({ds.attrs.get('sigma_mode')} σ), clean accuracy "
         f"{result.clean_accuracy:.4f}, chance {result.chance_accuracy:.4f}"
     )
-    return "\n".join([head, *lines])
+    return "\n".join([head, text_table(rows)])

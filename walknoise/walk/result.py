@@ -9,16 +9,23 @@ import pandas as pd
 import xarray as xr
 
 from walknoise.errors import WalknoiseError
+from walknoise.io.result import ResultBase
 from walknoise.walk import store
 
 CELL_VARS = ("accuracy", "accuracy_drop", "loss", "nonfinite_fraction")
 
 
-class Result:
+class Result(ResultBase):
     """The outcome of a scan; everything is in ``dataset`` (an ``xarray.Dataset``)."""
 
-    def __init__(self, dataset: xr.Dataset) -> None:
-        self.dataset = dataset
+    FORMAT = store.FORMAT
+    FORMAT_VERSION = store.FORMAT_VERSION
+    WHAT = "results"
+    CELL = ("layer", "sigma", "repeat")
+
+    @classmethod
+    def _read(cls, path: Path) -> xr.Dataset:
+        return store.read(path)  # also checks the layout a resume relies on
 
     @property
     def accuracy(self) -> xr.DataArray:
@@ -103,27 +110,15 @@ class Result:
         names = [v for v in CELL_VARS if v in view.dataset]
         return view.dataset[names].to_dataframe().reset_index()
 
-    def to_xarray(self) -> xr.Dataset:
-        return self.dataset
-
-    def save(self, path: str | Path) -> Path:
-        """Write the results file (netCDF-4-compatible HDF5)."""
-        store.save(Path(path), self.dataset)
-        return Path(path)
-
-    def __repr__(self) -> str:
+    def _describe(self) -> str:
         ds = self.dataset
         return (
-            f"<walknoise.Result {ds.attrs.get('noise')} noise: {len(self.layers)} layers × "
+            f"{ds.attrs.get('noise')} noise: {len(self.layers)} layers × "
             f"{ds.sizes['sigma']} σ × {ds.sizes['repeat']} repeats, clean accuracy "
-            f"{self.clean_accuracy:.4f}>"
+            f"{self.clean_accuracy:.4f}"
         )
 
 
 def load(path: str | Path) -> Result:
     """Read a results file written by ``walknoise scan`` or ``Result.save``."""
-    if not Path(path).is_file():
-        raise WalknoiseError(
-            f"no such results file: {path} (run `walknoise scan` first, or check the path)"
-        )
-    return Result(store.read(Path(path)))
+    return Result.load(path)

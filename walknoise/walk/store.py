@@ -1,13 +1,10 @@
-"""The results file: netCDF-4-compatible HDF5 written with h5py, read back as xarray.
+"""The scan's results file: its schema, the empty grid, the header checks resume needs.
 
 Layout: dimension-scale coordinates ``layer`` (UTF-8), ``sigma`` and ``repeat``; every data
 variable has its axes attached to them and carries ``long_name``/``units``. The grid is
 preallocated with NaN and ``layer_done`` marks finished layers, which is what resume reads.
-
-Crash safety: every update copies the file, writes the copy, fsyncs it and renames it over
-the original (``os.replace`` is atomic on POSIX), so a kill at any moment leaves either the
-old or the new complete file, never a half-written one. Results files are small (kilobytes
-to a few megabytes), so the copy costs little next to a layer's compute.
+Writing, reading and crash safety (each update edits a copy that is renamed into place) are
+:mod:`walknoise.io.netcdf`'s; a scan stores each finished layer with :func:`write_layer`.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from walknoise.errors import WalknoiseError
-from walknoise.io.netcdf import atomic_update
+from walknoise.io import netcdf
 from walknoise.walk.schema import (
     SEARCH_COORDS,
     SEARCH_VARIABLES,
@@ -33,7 +30,6 @@ from walknoise.walk.schema import (
 
 FORMAT = "walknoise-results"
 FORMAT_VERSION = 1
-STR = h5py.string_dtype("utf-8")
 
 # name -> (dims, long_name, units); the single source of the file's variables.
 VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -73,6 +69,7 @@ ALL_VARIABLES = {**VARIABLES, **TRAIN_VARIABLES, **SEARCH_VARIABLES}
 ALL_INT_VARS = INT_VARS | TRAIN_INT_VARS
 ALL_COORDS = {**COORDS, **TRAIN_COORDS, **SEARCH_COORDS}
 STRING_COORDS = ("layer", "param_layer")
+LAYER_TYPE = "module class of the injection point"
 
 
 def empty_arrays(coords: Mapping[str, Any], names: Iterable[str]) -> dict[str, np.ndarray]:
@@ -90,47 +87,40 @@ def empty_arrays(coords: Mapping[str, Any], names: Iterable[str]) -> dict[str, n
     return out
 
 
+def empty(
+    coords: Mapping[str, Any],
+    layer_type: list[str],
+    attrs: Mapping[str, Any],
+    names: Iterable[str] = tuple(VARIABLES),
+) -> xr.Dataset:
+    """The grid of ``names`` preallocated (NaN, nothing done), with the file's metadata."""
+    variables: dict[str, Any] = {
+        name: (ALL_VARIABLES[name][0], arr, _meta(*ALL_VARIABLES[name][1:]))
+        for name, arr in empty_arrays(coords, names).items()
+    }
+    variables["layer_type"] = (
+        ("layer",),
+        np.asarray(layer_type, dtype=str),
+        {"long_name": LAYER_TYPE},
+    )
+    axes: dict[str, Any] = {
+        name: ((name,), np.asarray(values, dtype=_coord_dtype(name)), _meta(*ALL_COORDS[name]))
+        for name, values in coords.items()
+    }
+    return xr.Dataset(variables, coords=axes, attrs=dict(attrs))
+
+
 def create(
     path: Path,
     coords: Mapping[str, Any],
     layer_type: list[str],
     attrs: Mapping[str, Any],
     names: Iterable[str] = tuple(VARIABLES),
-) -> None:
+) -> xr.Dataset:
     """Write a new file with the grid of ``names`` preallocated (NaN, nothing done)."""
-    data = empty_arrays(coords, names)
-    atomic_update(path, lambda f: _write_all(f, coords, layer_type, data, attrs), new=True)
-
-
-def _write_all(
-    f: h5py.File,
-    coords: Mapping[str, Any],
-    layer_type: list[str],
-    data: Mapping[str, np.ndarray],
-    attrs: Mapping[str, Any],
-) -> None:
-    for name, values in coords.items():
-        if name in STRING_COORDS:
-            f.create_dataset(name, data=np.array(values, dtype=object), dtype=STR)
-        else:
-            kind = np.float64 if name == "sigma" else np.int64
-            f.create_dataset(name, data=np.asarray(values, dtype=kind))
-        f[name].make_scale(name)
-        f[name].attrs["long_name"], f[name].attrs["units"] = ALL_COORDS[name]
-    ltype = f.create_dataset("layer_type", data=np.array(layer_type, dtype=object), dtype=STR)
-    ltype.dims[0].attach_scale(f["layer"])
-    ltype.attrs["long_name"] = "module class of the injection point"
-    for name, arr in data.items():
-        dims, long_name, units = ALL_VARIABLES[name]
-        ds = f.create_dataset(name, data=arr)
-        if name not in ALL_INT_VARS:  # flags use every value; only floats have a "missing"
-            ds.attrs["_FillValue"] = np.float64(np.nan)
-        ds.attrs["long_name"] = long_name
-        ds.attrs["units"] = units
-        for i, dim in enumerate(dims):
-            ds.dims[i].attach_scale(f[dim])
-    for key, value in attrs.items():
-        f.attrs[key] = value
+    ds = empty(coords, layer_type, attrs, names)
+    netcdf.save(path, ds)
+    return ds
 
 
 def write_layer(
@@ -142,15 +132,7 @@ def write_layer(
 ) -> None:
     """Store one finished layer (``whole``: variables without a layer axis) and set its
     ``done`` flag, atomically."""
-
-    def update(f: h5py.File) -> None:
-        for name, value in values.items():
-            f[name][index, ...] = value
-        for name, value in (whole or {}).items():
-            f[name][...] = value
-        f[done][index] = 1
-
-    atomic_update(path, update)
+    netcdf.write_at(path, index, {**values, done: 1}, whole)
 
 
 # How to get past a file that is not (or no longer) a readable results file: a scan may
@@ -160,68 +142,31 @@ TO_READ = "give the path of a file written by `walknoise scan`"
 
 
 def read_header(path: Path, fix: str = TO_WRITE) -> dict[str, Any]:
-    """Root attributes and ``layer_done`` of an existing file, checked to be ours; errors end
-    with ``fix``."""
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
-            if attrs.get("format") != FORMAT:
-                raise WalknoiseError(f"{path} is not a walknoise results file; {fix}")
-            if attrs.get("format_version") != FORMAT_VERSION:
-                raise WalknoiseError(
-                    f"{path} has results format version {attrs.get('format_version')!r}, this "
-                    f"walknoise reads version {FORMAT_VERSION}; {fix}"
-                )
-            _check_layout(path, f, fix)
-            attrs["layer_done"] = f["layer_done"][...].astype(bool)
-            attrs["layer"] = [_decode(v) for v in f["layer"][...]]
-            return attrs
-    except OSError as err:
-        raise WalknoiseError(
-            f"cannot read {path} as HDF5 ({' '.join(str(err).split())[:200]}); it is not a results "
-            f"file or it is damaged; {fix}"
-        ) from None
+    """Root attributes, ``layer`` and ``layer_done`` of an existing file, checked to be ours
+    and whole; errors end with ``fix``."""
+
+    def layout(f: h5py.File) -> dict[str, Any]:
+        _check_layout(path, f, fix)
+        return {
+            "layer_done": f["layer_done"][...].astype(bool),
+            "layer": f["layer"].asstr()[...].tolist(),
+        }
+
+    return netcdf.header(path, FORMAT, FORMAT_VERSION, "results", fix=fix, inspect=layout)
 
 
 def read(path: Path) -> xr.Dataset:
     """The whole file as an ``xarray.Dataset`` (attributes decoded, config as a string)."""
-    header = read_header(path, TO_READ)
-    with h5py.File(path, "r") as f:
-        coords = {
-            name: [_decode(v) for v in f[name][...]] if name in STRING_COORDS else f[name][...]
-            for name in ALL_COORDS
-            if name in f
-        }
-        variables = {
-            name: (dims, f[name][...], {"long_name": long_name, "units": units})
-            for name, (dims, long_name, units) in ALL_VARIABLES.items()
-            if name in f
-        }
-        variables["layer_type"] = (
-            ("layer",),
-            np.array([_decode(v) for v in f["layer_type"]]),
-            {"long_name": "module class of the injection point"},
-        )
-    attrs = {k: v for k, v in header.items() if k not in ("layer_done", "layer")}
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
+    read_header(path, TO_READ)
+    return netcdf.open_dataset(path, "results", TO_READ)
 
 
-def save(path: Path, ds: xr.Dataset) -> None:
-    """Write a complete dataset (e.g. a ``Result`` built in memory) as a results file."""
-    coords = {k: ds[k].values.tolist() for k in ALL_COORDS if k in ds.coords}
-    data = {name: ds[name].values for name in ALL_VARIABLES if name in ds}
-    attrs = dict(ds.attrs)
-    atomic_update(
-        path, lambda f: _write_all(f, coords, list(ds["layer_type"].values), data, attrs), new=True
-    )
+def _meta(long_name: str, units: str) -> dict[str, str]:
+    return {"long_name": long_name, "units": units}
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+def _coord_dtype(name: str) -> type:
+    return str if name in STRING_COORDS else float if name == "sigma" else np.int64
 
 
 def config_of(header: Mapping[str, Any]) -> dict[str, Any]:
