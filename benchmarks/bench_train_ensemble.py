@@ -22,7 +22,7 @@ from walknoise.models import build_model
 from walknoise.noise.kinds import Additive
 from walknoise.training import TrainConfig
 from walknoise.walk.ensemble import ELEMENT_BUDGET, group_size, train_ensemble, widest_activation
-from walknoise.walk.trainphase import fresh, train
+from walknoise.walk.trainphase import fresh, train_under_noise
 
 LAYER = {"mlp": "fc2", "lenet5": "conv2"}
 
@@ -31,9 +31,11 @@ def one_by_one(
     template: nn.Module, members: list[tuple[float, int]], data: TensorData, layer: str,
     config: TrainConfig,
 ) -> list[nn.Module]:  # fmt: skip
-    """Each cell on its own, as the train phase did before (``walknoise.train``)."""
+    """Each cell on its own, as the train phase did before (``walknoise.train_under_noise``)."""
     return [
-        train(template, data, noise=Additive(), layer=layer, sigma=s, config=config, seed=seed)
+        train_under_noise(
+            template, data, noise=Additive(), layer=layer, sigma=s, config=config, seed=seed
+        )
         for s, seed in members
     ]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from walknoise.types import ExecutorName
 from walknoise.walk.executors import EXECUTORS, Executor, SlurmOptions, make_executor
 
 
@@ -56,7 +57,7 @@ def execution_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def executor_of(output: Path, jobs: int, executor: str, **slurm: Any) -> Executor:
+def executor_of(output: Path, jobs: int, executor: ExecutorName, **slurm: Any) -> Executor:
     """The executor the options name (``slurm``: the ``slurm_*`` options)."""
     folder = slurm.pop("slurm_folder") or output.with_name(output.name + ".slurm")
     options = SlurmOptions(

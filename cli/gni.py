@@ -9,6 +9,7 @@ import click
 from walknoise.gni.measure import PARAMS, GNISpec, load_gni, run_gni
 from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
+from walknoise.types import NoiseKind
 from walknoise.walk.spec import parse_sigmas, split_names
 
 from .options import command_line, data_option, model_options, open_model, output_options
@@ -39,7 +40,7 @@ def run(
     arch: str | None,
     trust_pickle: bool,
     data: str,
-    noise: str,
+    noise: NoiseKind,
     ratio: float,
     sigma: str,
     layer_names: str | None,

@@ -10,6 +10,7 @@ import click
 from walknoise.devices import resolve_device
 from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
+from walknoise.types import ExecutorName, NoiseKind
 from walknoise.walk.driver import run_spec
 from walknoise.walk.report import midpoint_table
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
@@ -83,7 +84,7 @@ def scan(
     arch: str | None,
     trust_pickle: bool,
     data: str,
-    noise: str,
+    noise: NoiseKind,
     ratio: float,
     sigmas: str,
     repeats: int,
@@ -101,7 +102,7 @@ def scan(
     overwrite: bool,
     quiet: bool,
     jobs: int,
-    executor: str,
+    executor: ExecutorName,
     **options: Any,
 ) -> None:
     """Scan MODEL layer by layer over a σ grid; rerun the same command to resume."""

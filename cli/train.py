@@ -11,6 +11,7 @@ from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
 from walknoise.recipes import train_checkpoint
 from walknoise.training import TrainConfig
+from walknoise.types import NoiseKind
 
 from .options import command_line, data_option
 
@@ -62,7 +63,7 @@ def train(
     seed: int,
     device: str,
     gni_mode: str | None,
-    gni_noise: str,
+    gni_noise: NoiseKind,
     gni_sigma: float,
     gni_draws: int,
     gni_every: int | None,

@@ -324,7 +324,7 @@ def test_bad_files(tmp_path: Path, make: Callable[[Path], Path], match: str) -> 
 
 def test_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pt"
-    msg = re.escape(f"no such data file: {missing} (check the path, or use --data mnist")
+    msg = re.escape(f"no such data file: {missing} (check the path, or use data='mnist'")
     with pytest.raises(WalknoiseError, match=msg):
         load_file(missing)
     with pytest.raises(WalknoiseError, match="no such data file"):

@@ -17,9 +17,11 @@ from torch import nn
 
 import walknoise
 from walknoise.devices import resolve_device
+from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import cell_seed
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+GPU = torch.cuda.is_available()
+needs_gpu = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
 SCAN = dict(sigmas="log:1e-2:1e2:9", repeats=3, progress=False, batch_size=128)
 
 
@@ -42,10 +44,34 @@ def by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str, sigm
     return correct / len(x)
 
 
+def test_names_and_devices_resolve() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if GPU else "cpu")
+
+
+@pytest.mark.parametrize("name", ["mps", "meta", "tpu", "gpu"])
+def test_other_devices_are_refused_naming_the_argument(name: str) -> None:
+    with pytest.raises(WalknoiseError, match="unknown device") as err:
+        resolve_device(name)
+    assert err.value.argument == "device"
+
+
+@pytest.mark.skipif(GPU, reason="needs a machine without a GPU")
+@pytest.mark.parametrize("name", ["cuda", "cuda:1", torch.device("cuda", 0)])
+def test_cuda_without_a_gpu_says_what_to_choose(name: str | torch.device) -> None:
+    with pytest.raises(WalknoiseError, match="no CUDA GPU is visible; choose device='cpu'") as err:
+        resolve_device(name)
+    assert err.value.argument == "device"
+
+
+@needs_gpu
 def test_auto_picks_the_gpu() -> None:
     assert resolve_device("auto").type == "cuda"
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
 
 
+@needs_gpu
 def test_cuda_scan_is_the_by_hand_computation(trained_mlp, data) -> None:
     x, y = (t.cuda() for t in data)
     model = copy.deepcopy(trained_mlp).cuda()
@@ -56,6 +82,7 @@ def test_cuda_scan_is_the_by_hand_computation(trained_mlp, data) -> None:
         assert abs(got - expected) <= 2 / len(x)  # an argmax tie or two from float rounding
 
 
+@needs_gpu
 def test_cuda_scan_agrees_with_the_cpu_scan(trained_mlp, data) -> None:
     cpu = walknoise.scan(copy.deepcopy(trained_mlp), data, device="cpu", **SCAN)
     gpu = walknoise.scan(copy.deepcopy(trained_mlp), data, device="cuda", **SCAN)
@@ -66,6 +93,7 @@ def test_cuda_scan_agrees_with_the_cpu_scan(trained_mlp, data) -> None:
     np.testing.assert_allclose(mids[1], mids[0], rtol=0.25)
 
 
+@needs_gpu
 def test_train_phase_on_cuda(data) -> None:
     from tests.conftest import tiny_mlp
 

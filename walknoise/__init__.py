@@ -20,9 +20,10 @@ from walknoise.errors import WalknoiseError
 if TYPE_CHECKING:
     from walknoise.noise.inject import inject
     from walknoise.noise.kinds import Additive, Combined, Multiplicative, make_noise
+    from walknoise.recipes import train_checkpoint
     from walknoise.walk.driver import scan
     from walknoise.walk.result import Result, load
-    from walknoise.walk.trainphase import train
+    from walknoise.walk.trainphase import train_under_noise
 
 # public name -> the module that defines it
 _LAZY = {
@@ -34,7 +35,8 @@ _LAZY = {
     "Result": "walknoise.walk.result",
     "load": "walknoise.walk.result",
     "scan": "walknoise.walk.driver",
-    "train": "walknoise.walk.trainphase",
+    "train_checkpoint": "walknoise.recipes",
+    "train_under_noise": "walknoise.walk.trainphase",
 }
 
 __all__ = [
@@ -48,7 +50,8 @@ __all__ = [
     "load",
     "make_noise",
     "scan",
-    "train",
+    "train_checkpoint",
+    "train_under_noise",
 ]
 
 

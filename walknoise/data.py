@@ -209,7 +209,8 @@ def load_file(path: str | Path) -> TensorData:
     path = Path(path)
     if not path.is_file():
         raise WalknoiseError(
-            f"no such data file: {path} (check the path, or use --data mnist for the bundled MNIST)"
+            f"no such data file: {path} (check the path, or use data='mnist' for the bundled "
+            "MNIST)"
         )
     suffix = path.suffix.lower()
     if suffix not in (".pt", ".npz"):

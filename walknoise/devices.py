@@ -5,23 +5,28 @@ from __future__ import annotations
 import torch
 
 from walknoise.errors import WalknoiseError
+from walknoise.types import Device
 
 __all__ = ["resolve_device"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` (must exist) or ``auto`` (cuda when present)."""
-    if name == "auto":
+def resolve_device(device: Device) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` (a GPU must be visible), ``auto`` (CUDA when present),
+    or a ``torch.device`` of type cpu or cuda."""
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise WalknoiseError(
-            "--device cuda was asked for but no CUDA GPU is visible; "
-            "use --device cpu or --device auto"
-        )
     try:
-        device: torch.device | None = torch.device(name)
+        resolved: torch.device | None = torch.device(device)
     except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):  # meta, mps: fail deep inside
-        raise WalknoiseError(f"unknown device {name!r}; use cpu, cuda or auto")
-    return device
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):  # meta, mps: fail deep inside
+        raise WalknoiseError(
+            f"unknown device {str(device)!r}; choose cpu, cuda or auto", argument="device"
+        )
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise WalknoiseError(
+            f"device={str(device)!r} was asked for but no CUDA GPU is visible; "
+            "choose device='cpu' or device='auto'",
+            argument="device",
+        )
+    return resolved

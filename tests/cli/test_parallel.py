@@ -135,8 +135,8 @@ def test_ctrl_c_stops_a_parallel_scan_at_once(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--jobs", "0"), "--jobs must be at least 1"),
-        (("--executor", "slurm", "--slurm-cpus", "0"), "--slurm-cpus and --slurm-time >= 1"),
+        (("--jobs", "0"), "jobs=0; it must be at least 1"),
+        (("--executor", "slurm", "--slurm-cpus", "0"), "cpus=0; it must be at least 1"),
     ],
 )
 def test_bad_execution_options_are_one_line(

@@ -176,7 +176,7 @@ def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
         with pytest.raises(WalknoiseError, match=match):
             gradient_noise(tiny_mlp(), data if kwargs != {"loss": "mse"} else "mnist", **kwargs)
     (tmp_path / "taken.h5").write_text("x")
-    with pytest.raises(WalknoiseError, match="--overwrite"):
+    with pytest.raises(WalknoiseError, match="pass overwrite=True"):
         gradient_noise(tiny_mlp(), data, output=tmp_path / "taken.h5")
     with pytest.raises(WalknoiseError, match=r"cannot read .* as HDF5"):
         load_gni(tmp_path / "taken.h5")

@@ -65,16 +65,17 @@ def test_training_hooks_follow_the_mode(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "match", "argument"),
     [
-        ({"mode": "loud"}, "unknown --gni-mode"),
-        ({"sigma": 0.0}, "--gni-sigma"),
-        ({"draws": 0}, "--gni-draws"),
-        ({"every": 0, "output": Path("x.h5")}, "--gni-every"),
-        ({"every": 5}, "--gni-output"),
-        ({"every": 5, "output": Path("/no/such/dir/x.h5")}, "does not exist"),
+        ({"mode": "loud"}, "unknown GNI mode='loud'", "mode"),
+        ({"sigma": 0.0}, "sigma=0.0; it must be positive", "sigma"),
+        ({"draws": 0}, "draws=0; it must be at least 1", "draws"),
+        ({"every": 0, "output": Path("x.h5")}, "every=0; it must be at least 1", "every"),
+        ({"every": 5}, "needs an output file; pass output=PATH", "output"),
+        ({"every": 5, "output": Path("/no/such/dir/x.h5")}, "does not exist", None),
     ],
 )
-def test_bad_training_settings(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(WalknoiseError, match=match):
+def test_bad_training_settings(kwargs: dict[str, object], match: str, argument: str) -> None:
+    with pytest.raises(WalknoiseError, match=match) as err:
         GNITraining(**kwargs)  # type: ignore[arg-type]
+    assert err.value.argument == argument

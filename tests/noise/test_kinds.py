@@ -1,10 +1,13 @@
 """Noise kinds against their formulas: empirical mean and std of what they inject."""
 
+from typing import get_args
+
 import pytest
 import torch
 
 from walknoise.errors import WalknoiseError
-from walknoise.noise.kinds import Additive, Combined, Multiplicative, make_noise
+from walknoise.noise.kinds import KINDS, Additive, Combined, Multiplicative, make_noise
+from walknoise.types import NoiseKind
 
 N = 400_000
 
@@ -52,7 +55,14 @@ def test_sigma_stack_broadcasts_one_eps() -> None:
 
 def test_make_noise_errors() -> None:
     assert make_noise("combined", ratio=0.1) == Combined(0.1)
-    with pytest.raises(WalknoiseError, match="choose one of"):
-        make_noise("gaussian")
-    with pytest.raises(WalknoiseError, match="ratio"):
+    with pytest.raises(WalknoiseError, match="choose one of additive, multiplicative") as err:
+        make_noise("gaussian")  # type: ignore[arg-type]
+    assert err.value.argument == "noise"
+    with pytest.raises(WalknoiseError, match=r"ratio=1.5 is outside \[0, 1\]") as err:
         Combined(1.5)
+    assert err.value.argument == "ratio"
+
+
+def test_kinds_are_the_literal_choices() -> None:
+    assert KINDS == get_args(NoiseKind) == ("additive", "multiplicative", "combined")
+    assert [make_noise(k).kind for k in KINDS] == list(KINDS)

@@ -24,10 +24,15 @@ def test_select_default_glob_and_type() -> None:
 
 def test_select_errors_name_the_fix() -> None:
     points = discover(tiny_mlp(), (1, 4, 4))
-    with pytest.raises(WalknoiseError, match="walknoise layers"):
+    with pytest.raises(WalknoiseError, match=r"walknoise\.noise\.discover") as err:
         select(points, layers=["conv*"])
-    with pytest.raises(WalknoiseError, match="types in this model"):
+    assert err.value.argument == "layers"
+    with pytest.raises(WalknoiseError, match="types in this model") as err:
         select(points, types=["Conv2d"])
+    assert err.value.argument == "types"
+    with pytest.raises(WalknoiseError, match="filters leave no point") as err:
+        select(points, layers=["fc1"], types=["ReLU"])
+    assert err.value.argument == "layers"
 
 
 def test_wrong_input_shape() -> None:

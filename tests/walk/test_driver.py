@@ -1,5 +1,7 @@
 """End-to-end scans checked against independent computations."""
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from tests.conftest import Residual, fit, learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import cell_seed
 from walknoise.walk import cells, runner
+from walknoise.walk.spec import ScanSpec
 
 SIGMAS = "log:1e-2:1e2:9"
 
@@ -138,8 +141,9 @@ def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, mon
 def test_different_config_on_existing_file_is_refused(trained_mlp, data, tmp_path) -> None:
     out = tmp_path / "r.h5"
     walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=1, output=out, progress=False)
-    with pytest.raises(WalknoiseError, match="differs in: repeats"):
+    with pytest.raises(WalknoiseError, match="differs in: repeats") as err:
         walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False)
+    assert "pass overwrite=True" in str(err.value) and err.value.argument == "overwrite"
     walknoise.scan(
         trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, overwrite=True, progress=False
     )
@@ -221,3 +225,30 @@ def test_layers_as_a_comma_separated_string_or_a_list(trained_mlp, data) -> None
     listed = walknoise.scan(trained_mlp, data, layers=["fc1", "act*"], **kw)
     assert list(text.accuracy["layer"].values) == list(listed.accuracy["layer"].values)
     assert "fc1" in text.accuracy["layer"].values and "<input>" not in text.accuracy["layer"]
+
+
+def test_scan_takes_every_spec_field_with_the_spec_default() -> None:
+    """scan()'s keywords are ScanSpec's fields, keyword-only, with the same defaults."""
+    params = inspect.signature(walknoise.scan).parameters
+    assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    assert "command" not in params
+    for f in dataclasses.fields(ScanSpec):
+        param = params[f.name]
+        assert param.kind is param.KEYWORD_ONLY, f.name
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory() or None  # extra={} is passed as None
+        else:
+            continue  # sigmas: scan() has a grid, the spec none
+        assert param.default == default, f.name
+    assert params["noise"].annotation == "NoiseKind"
+    assert params["phase"].annotation == "ScanPhase"
+
+
+def test_scan_takes_a_torch_device_and_records_its_name(trained_mlp, data) -> None:
+    kw = dict(sigmas="0.1,1", repeats=1, progress=False, layers="fc1")
+    by_object = walknoise.scan(trained_mlp, data, device=torch.device("cpu"), **kw)
+    by_name = walknoise.scan(trained_mlp, data, device="cpu", **kw)
+    xr.testing.assert_identical(by_object.accuracy, by_name.accuracy)
+    assert '"device": "cpu"' in by_object.dataset.attrs["config"]

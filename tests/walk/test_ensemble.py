@@ -11,7 +11,7 @@ from walknoise.data import TensorData
 from walknoise.noise.kinds import Additive, Combined, Multiplicative, Noise
 from walknoise.training import TrainConfig
 from walknoise.walk.ensemble import blocker, train_ensemble
-from walknoise.walk.trainphase import TrainPhase, fresh, train
+from walknoise.walk.trainphase import TrainPhase, fresh, train_under_noise
 
 CONFIG = TrainConfig(epochs=2, lr=1e-2, batch_size=48)  # 400 samples: a short last batch
 MEMBERS = [(s, 3 + r) for r in range(2) for s in (0.1, 1.0, 4.0)]
@@ -20,8 +20,8 @@ MEMBERS = [(s, 3 + r) for r in range(2) for s in (0.1, 1.0, 4.0)]
 def one_by_one(noise: Noise, points: list[str], clamp: float | None = None) -> list[nn.Module]:
     x, y = learnable_data(400, seed=1)
     return [
-        train(tiny_mlp(), TensorData(x, y, "t"), noise=noise, layer=points, sigma=s,
-              config=CONFIG, seed=seed, clamp=clamp)
+        train_under_noise(tiny_mlp(), TensorData(x, y, "t"), noise=noise, layer=points,
+                          sigma=s, config=CONFIG, seed=seed, clamp=clamp)
         for s, seed in MEMBERS
     ]  # fmt: skip
 
@@ -74,7 +74,9 @@ def test_in_float64_the_same_weights_to_the_last_digits(make) -> None:  # type: 
     data, template = TensorData(x.double(), y, "t"), make().double()
     point = "1" if make is tiny_cnn else "fc1"
     slow = [
-        train(template, data, noise=Combined(0.3), layer=point, sigma=s, config=CONFIG, seed=r)
+        train_under_noise(
+            template, data, noise=Combined(0.3), layer=point, sigma=s, config=CONFIG, seed=r
+        )
         for s, r in MEMBERS
     ]
     fast = train_ensemble(

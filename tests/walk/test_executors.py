@@ -127,10 +127,12 @@ def test_executor_names_and_errors() -> None:
     assert isinstance(make_executor("slurm", 4), Submitit)
     with pytest.raises(WalknoiseError, match="unknown executor"):
         make_executor("dask")
-    with pytest.raises(WalknoiseError, match="--jobs must be"):
+    with pytest.raises(WalknoiseError, match="jobs=0; it must be at least 1") as err:
         make_executor("auto", 0)
-    with pytest.raises(WalknoiseError, match="--slurm-gpus"):
+    assert err.value.argument == "jobs"
+    with pytest.raises(WalknoiseError, match="gpus=-1; it must be at least 0") as err:
         SlurmOptions(gpus=-1)
+    assert err.value.argument == "gpus"
 
 
 def test_executor_by_name_or_object(trained_mlp, data) -> None:

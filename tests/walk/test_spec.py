@@ -30,8 +30,9 @@ def test_parse_log_lin_and_list() -> None:
     ],
 )
 def test_bad_sigma_specs(bad: str) -> None:
-    with pytest.raises(WalknoiseError):
+    with pytest.raises(WalknoiseError) as err:
         parse_sigmas(bad)
+    assert err.value.argument == "sigmas"
 
 
 def test_spec_json_roundtrip_and_identity() -> None:
@@ -46,3 +47,33 @@ def test_spec_rejects_bad_fields() -> None:
         ScanSpec(sigmas=(1.0,), repeats=0)
     with pytest.raises(WalknoiseError, match="noise kind"):
         ScanSpec(sigmas=(1.0,), noise="uniform")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message", "argument"),
+    [
+        ({"noise": "pink"}, "unknown noise kind 'pink'; choose one of additive, ", "noise"),
+        ({"noise": "combined", "ratio": 1.5}, r"ratio=1.5 is outside \[0, 1\]", "ratio"),
+        ({"phase": "test"}, "unknown phase 'test'; choose one of eval, train, both", "phase"),
+        ({"midpoint_search": True, "phase": "train"}, "needs phase='eval'", "midpoint_search"),
+        ({"midpoint_search": True, "rtol": 1.0}, r"rtol=1.0 is not in \(0, 1\)", "rtol"),
+        ({"clamp": 0.0}, "clamp=0.0; it must be positive", "clamp"),
+        ({"batch_size": 0}, "batch_size=0; it must be at least 1", "batch_size"),
+        ({"max_batch": -1}, "max_batch=-1; it must be at least 1", "max_batch"),
+        ({"seed": 2**63}, "does not fit in 64 bits", "seed"),
+        ({"sigmas": ()}, "pass e.g. sigmas='log:1e-2:1e3:31'", "sigmas"),
+    ],
+)
+def test_spec_errors_name_the_argument(
+    fields: dict[str, object], message: str, argument: str
+) -> None:
+    """Each message speaks API terms and ``argument`` names the keyword, for the CLI's flag."""
+    with pytest.raises(WalknoiseError, match=message) as err:
+        ScanSpec(**{"sigmas": (1.0,), **fields})  # type: ignore[arg-type]
+    assert err.value.argument == argument
+    assert "--" not in str(err.value)
+
+
+def test_midpoint_search_with_its_defaults_is_valid() -> None:
+    spec = ScanSpec(sigmas=(0.1, 1.0), midpoint_search=True)
+    assert spec.rtol == 0.05 and spec.phase == "eval"

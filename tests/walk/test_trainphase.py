@@ -11,7 +11,7 @@ from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import Additive, Multiplicative, Noise
 from walknoise.training import TrainConfig
 from walknoise.walk.runner import LayerRunner
-from walknoise.walk.trainphase import TrainPhase, fresh, train, train_phase_spec
+from walknoise.walk.trainphase import TrainPhase, fresh, train_phase_spec, train_under_noise
 from walknoise.walk.weights import kurtosis, param_layers
 
 CONFIG = TrainConfig(epochs=2, lr=1e-2, batch_size=50)
@@ -68,7 +68,7 @@ def test_cell_reproducible_from_its_seed() -> None:
     tp = phase(Multiplicative())
     out = tp.run_layer("fc1", ["fc1"], [0.1, 2.0], repeats=2, scales=[1.0])
     # recompute cell (σ=2.0, repeat=1) independently: train, then walk the same noise
-    model = train(
+    model = train_under_noise(
         tp.template,
         tp.train_data,
         noise=Multiplicative(),

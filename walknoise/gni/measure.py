@@ -44,6 +44,7 @@ from walknoise.io import netcdf
 from walknoise.noise.inject import cell_seed, inject, make_generator
 from walknoise.noise.kinds import make_noise
 from walknoise.noise.points import INPUT, discover, select
+from walknoise.types import DeviceName, NoiseKind
 from walknoise.walk.spec import check_sigmas, parse_sigmas
 
 __all__ = [
@@ -84,7 +85,7 @@ class GNISpec:
 
     sigmas: tuple[float, ...] = (0.1,)
     """Noise levels, positive and increasing."""
-    noise: str = "additive"
+    noise: NoiseKind = "additive"
     """``additive``, ``multiplicative`` or ``combined`` (split by ``ratio``)."""
     ratio: float = 0.5
     layers: tuple[str, ...] | None = None
@@ -102,7 +103,7 @@ class GNISpec:
     seed: int = 0
     stable_fit: bool = False
     """Also fit a stable law (α, β) with scipy on a 2,000-point subsample (about 2 s each)."""
-    device: str = "cpu"
+    device: DeviceName | str = "cpu"
 
     def __post_init__(self) -> None:
         check_sigmas(self.sigmas)
@@ -112,8 +113,9 @@ class GNISpec:
             raise WalknoiseError(f"params must be one of {', '.join(PARAMS)}, not {self.params!r}")
         if self.draws < 2:
             raise WalknoiseError(
-                f"draws is {self.draws}; the implicit effect needs at least 2 noise draws per "
-                "batch (--draws, default 100)"
+                f"draws={self.draws}; the implicit effect needs at least 2 noise draws per "
+                "batch (default 100)",
+                argument="draws",
             )
         for name in ("batches", "batch_size", "max_coords"):
             if getattr(self, name) < 1:
@@ -150,7 +152,8 @@ def parameter_layers(model: nn.Module, which: str = "weights") -> list[tuple[str
     if not named:
         raise WalknoiseError(
             f"the model has no trainable parameters of kind {which!r}; use params='all' "
-            "(--params all) or a model with weights"
+            "or a model with weights",
+            argument="params",
         )
     return named
 
@@ -160,7 +163,7 @@ def noisy_loss(
     x: Tensor,
     y: Tensor,
     points: Sequence[str],
-    noise: str,
+    noise: NoiseKind,
     sigma: float,
     draws: int,
     generator: torch.Generator | None,
@@ -350,7 +353,8 @@ def run_gni(
 
     if output is not None and Path(output).exists() and not overwrite:
         raise WalknoiseError(
-            f"{output} exists; pass --overwrite to replace it or choose another -o"
+            f"{output} exists; pass overwrite=True to replace it or choose another output",
+            argument="overwrite",
         )
     device = resolve_device(spec.device)
     x, y, name = tensors_of(data, spec.loss)
@@ -369,7 +373,7 @@ def gradient_noise(
     model: nn.Module,
     data: Any = "mnist",
     *,
-    noise: str = "additive",
+    noise: NoiseKind = "additive",
     sigma: float | Sequence[float] | str = 0.1,
     layers: Sequence[str] | None = None,
     draws: int = 100,

@@ -32,6 +32,7 @@ from walknoise.io import netcdf
 from walknoise.noise.inject import cell_seed, make_generator
 from walknoise.noise.kinds import make_noise
 from walknoise.training import TrainConfig
+from walknoise.types import NoiseKind
 
 MODES = ("implicit", "marginal")
 
@@ -42,7 +43,7 @@ class GNITraining:
 
     mode: str | None = None
     """``implicit`` (one draw per step), ``marginal`` (mean over ``draws``) or ``None``."""
-    noise: str = "additive"
+    noise: NoiseKind = "additive"
     sigma: float = 0.1
     draws: int = 16
     """K for the marginal loss."""
@@ -58,16 +59,22 @@ class GNITraining:
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.mode not in MODES:
-            raise WalknoiseError(f"unknown --gni-mode {self.mode!r}; choose one of {MODES}")
+            raise WalknoiseError(
+                f"unknown GNI mode={self.mode!r}; choose one of {', '.join(MODES)}",
+                argument="mode",
+            )
         make_noise(self.noise)
         if not self.sigma > 0:
-            raise WalknoiseError(f"--gni-sigma must be positive, got {self.sigma}")
+            raise WalknoiseError(f"sigma={self.sigma}; it must be positive", argument="sigma")
         if self.draws < 1:
-            raise WalknoiseError(f"--gni-draws must be at least 1, got {self.draws}")
+            raise WalknoiseError(f"draws={self.draws}; it must be at least 1", argument="draws")
         if self.every is not None and self.every < 1:
-            raise WalknoiseError(f"--gni-every must be at least 1, got {self.every}")
+            raise WalknoiseError(f"every={self.every}; it must be at least 1", argument="every")
         if self.every is not None and self.output is None:
-            raise WalknoiseError("tracking with --gni-every needs an output file (--gni-output)")
+            raise WalknoiseError(
+                "tracking the gradient noise (every=N) needs an output file; pass output=PATH",
+                argument="output",
+            )
         if self.output is not None and not self.output.parent.is_dir():
             raise WalknoiseError(f"directory {self.output.parent} does not exist; create it")
 
@@ -86,7 +93,7 @@ class NoisyLoss:
 
     def __init__(
         self,
-        noise: str,
+        noise: NoiseKind,
         sigma: float,
         draws: int,
         seed: int,

@@ -43,7 +43,7 @@ def one_writer(path: Path) -> Iterator[None]:
     except Timeout:
         raise WalknoiseError(
             f"{path} is being written by another walknoise scan (it holds {lock_path(path)}); "
-            "wait for it to finish, or choose another -o path"
+            "wait for it to finish, or choose another output path"
         ) from None
     except OSError as err:
         raise WalknoiseError(

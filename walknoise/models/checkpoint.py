@@ -27,9 +27,9 @@ FORMAT = "walknoise-checkpoint"
 FORMAT_VERSION = 1
 
 _FORMS = (
-    "a walknoise checkpoint (from walknoise train), a bare state dict "
-    "(torch.save(model.state_dict()) plus --arch), or a whole pickled nn.Module "
-    "(torch.save(model) plus --trust-pickle)"
+    "a walknoise checkpoint (from walknoise.train_checkpoint), a bare state dict "
+    "(torch.save(model.state_dict()) plus arch=...), or a whole pickled nn.Module "
+    "(torch.save(model) plus trust_pickle=True)"
 )
 
 
@@ -148,8 +148,9 @@ def _read(path: Path, data: bytes, trust_pickle: bool) -> Any:
             raise WalknoiseError(
                 f"{path} holds a pickled Python object (e.g. torch.save(model)); "
                 "unpickling runs code from the file, so walknoise refuses it: pass "
-                "--trust-pickle if you trust its source, or save model.state_dict() and "
-                "pass --arch package.module:factory"
+                "trust_pickle=True if you trust its source, or save model.state_dict() and "
+                "pass arch='package.module:factory'",
+                argument="trust_pickle",
             ) from exc
     except Exception as exc:  # weights-only parsing cannot run code; any failure = bad file
         raise unreadable(exc) from exc
@@ -157,8 +158,9 @@ def _read(path: Path, data: bytes, trust_pickle: bool) -> Any:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as exc:  # trusted unpickling runs the file's code, which may fail anyhow
         raise WalknoiseError(
-            f"cannot unpickle {path} even with --trust-pickle ({_reason(exc)}); make the "
-            "classes it names importable, or save model.state_dict() and pass --arch"
+            f"cannot unpickle {path} even with trust_pickle=True ({_reason(exc)}); make the "
+            "classes it names importable, or save model.state_dict() and pass arch=...",
+            argument="arch",
         ) from exc
 
 
@@ -211,7 +213,8 @@ def _build_and_load(
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise WalknoiseError(
             f"state dict in {path} does not fit architecture {arch}: {problems[0]}{more}; "
-            "pass the --arch it was trained with"
+            "pass the arch it was trained with",
+            argument="arch",
         )
     return model, kwargs
 
@@ -236,12 +239,14 @@ def _check_finite(path: Path, model: nn.Module) -> None:
 def _check_stored_factory(path: Path, stored: str, arch: str | None, trust_pickle: bool) -> None:
     """A ``package.module:factory`` named by the file is code the file asks us to run
     (``os:system`` with ``arch_kwargs={"command": ...}`` runs a shell command), so, like a
-    pickle, it needs the user's word: ``--arch`` naming it, or ``--trust-pickle``."""
+    pickle, it needs the user's word: ``arch`` naming it, or ``trust_pickle``."""
     if arch is None and stored not in ARCHS and not trust_pickle:
         shown = stored if len(stored) <= 80 else stored[:77] + "..."
         raise WalknoiseError(
             f"{path} names the model factory {shown!r}; importing and calling code a file "
-            f"names can run anything, so pass --arch {shown} if you trust it (or --trust-pickle)"
+            f"names can run anything, so pass arch={shown!r} if you trust it "
+            "(or trust_pickle=True)",
+            argument="arch",
         )
 
 
@@ -310,8 +315,9 @@ def load_model(
     elif _is_state_dict(obj):
         if arch is None:
             raise WalknoiseError(
-                f"{p} is a bare state dict; pass --arch package.module:factory (or a zoo "
-                "name) to build the model it belongs to"
+                f"{p} is a bare state dict; pass arch='package.module:factory' (or a zoo "
+                "name) to build the model it belongs to",
+                argument="arch",
             )
         classes = _guess_num_classes(obj) if arch in ARCHS else None
         model, used_kwargs = _build_and_load(p, obj, arch, arch_kwargs or {}, shape, classes)

@@ -81,7 +81,8 @@ def lenet5(
     if h < 1 or w < 1:
         raise WalknoiseError(
             f"lenet5: input {tuple(input_shape)} is too small for two 5x5 conv + pool stages; "
-            "use at least 16x16 images or --arch cnn"
+            "use at least 16x16 images or arch='cnn'",
+            argument="arch",
         )
 
     items: list[tuple[str, nn.Module]] = [
@@ -116,7 +117,8 @@ def cnn(
     if h < 1 or w < 1:
         raise WalknoiseError(
             f"cnn: input {tuple(input_shape)} is too small for two 2x2 poolings; "
-            "use at least 4x4 images or --arch mlp"
+            "use at least 4x4 images or arch='mlp'",
+            argument="arch",
         )
     items: list[tuple[str, nn.Module]] = [
         ("conv1", nn.Conv2d(c, 32, 3, padding=1)),
@@ -147,7 +149,9 @@ def _brief(exc: BaseException) -> str:
 
 def _unknown(arch: str, why: str) -> WalknoiseError:
     zoo = ", ".join(sorted(ARCHS))
-    return WalknoiseError(f"{why}; --arch takes a zoo name ({zoo}) or {_ARCH_HINT}")
+    return WalknoiseError(
+        f"{why}; arch takes a zoo name ({zoo}) or {_ARCH_HINT}", argument="arch"
+    )
 
 
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 from walknoise.data import TensorData, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
-from walknoise.io.provenance import provenance
 from walknoise.models import build_model
 from walknoise.nin.config import ProbeConfig
 from walknoise.nin.model import attach_nins, nin_targets
@@ -32,10 +31,12 @@ from walknoise.nin.results import (
     ProbeResult,
     Runs,
     build_dataset,
+    file_attrs,
     load_probe,
 )
 from walknoise.nin.train import torch_threads, train_trace
 from walknoise.training import seeded_init
+from walknoise.types import Device
 
 __all__ = [
     "FORMAT",
@@ -57,8 +58,9 @@ def train_test_data(data: Any, test_data: Any = None) -> tuple[TensorData, Tenso
     train = resolve_data(data)  # a missing file is named before a missing test set
     if test_data is None:
         raise WalknoiseError(
-            "a NIN run needs a clean test set to trace the test loss: pass --test-data "
-            "(a .pt/.npz with x, y) with your --data, or use --data mnist"
+            "a NIN run needs a clean test set to trace the test loss: pass test_data "
+            "(a .pt/.npz with x, y) with your data, or use data='mnist'",
+            argument="test_data",
         )
     return train, resolve_data(test_data)
 
@@ -79,7 +81,7 @@ def probe(
     *,
     test_data: Any = None,
     output: str | Path | None = None,
-    device: str = "cpu",
+    device: Device = "cpu",
     threads: int | None = None,
     progress: bool = True,
 ) -> ProbeResult:
@@ -99,7 +101,7 @@ def _probe(
     cfg: ProbeConfig,
     test_data: Any,
     output: str | Path | None,
-    device: str,
+    device: Device,
     progress: bool,
 ) -> ProbeResult:
     dev = resolve_device(device)
@@ -160,14 +162,9 @@ def _attrs(
     test: TensorData,
     every: int,
 ) -> dict[str, Any]:
-    arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
-    config = {**cfg.to_dict(), "arch": arch_name, "eval_every": every}
-    config.update(train_data=train.name, test_data=test.name)
-    return {
-        **provenance(FORMAT, FORMAT_VERSION, "walknoise NIN probe of learning dynamics", config),
-        "arch": arch_name,
-        "data": train.name,
-        "test_data": test.name,
+    title = "walknoise NIN probe of learning dynamics"
+    config = {**cfg.to_dict(), "eval_every": every}
+    return file_attrs(FORMAT, FORMAT_VERSION, title, config, arch, train, test) | {
         "optimizer": cfg.optimizer,
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,

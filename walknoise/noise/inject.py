@@ -23,6 +23,7 @@ from torch.utils.hooks import RemovableHandle
 from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import Noise, make_noise
 from walknoise.noise.points import INPUT
+from walknoise.types import NoiseKind
 
 
 def cell_seed(seed: int, layer: str, repeat: int) -> int:
@@ -175,7 +176,7 @@ def hooks(
 def inject(
     model: nn.Module,
     layer: str | Sequence[str],
-    noise: Noise | str = "additive",
+    noise: Noise | NoiseKind = "additive",
     sigma: float = 0.1,
     *,
     generator: torch.Generator | None = None,

@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 
 from walknoise.errors import WalknoiseError
+from walknoise.types import NOISE_KINDS, NoiseKind
 
 
 class Noise(Protocol):
@@ -75,8 +76,9 @@ class Combined:
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio <= 1.0:
             raise WalknoiseError(
-                f"combined-noise ratio {self.ratio} is outside [0, 1]; pass --ratio between 0 "
-                "(all multiplicative) and 1 (all additive)"
+                f"ratio={self.ratio} is outside [0, 1]; choose a ratio between 0 "
+                "(all multiplicative) and 1 (all additive)",
+                argument="ratio",
             )
 
     def apply(self, y: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -87,11 +89,14 @@ class Combined:
         return {"kind": self.kind, "ratio": self.ratio}
 
 
-KINDS = ("additive", "multiplicative", "combined")
+KINDS = NOISE_KINDS
 
 
-def make_noise(kind: str | Noise, ratio: float = 0.5) -> Noise:
-    """Build a noise kind from its name (``additive``, ``multiplicative``, ``combined``)."""
+def make_noise(kind: NoiseKind | Noise, ratio: float = 0.5) -> Noise:
+    """Build a noise kind from its name (``additive``, ``multiplicative``, ``combined``).
+
+    A ``Noise`` object is returned as it is; ``ratio`` is used by ``combined`` only.
+    """
     if not isinstance(kind, str):
         return kind
     if kind == "additive":
@@ -100,7 +105,9 @@ def make_noise(kind: str | Noise, ratio: float = 0.5) -> Noise:
         return Multiplicative()
     if kind == "combined":
         return Combined(ratio=ratio)
-    raise WalknoiseError(f"unknown noise kind {kind!r}; choose one of {', '.join(KINDS)}")
+    raise WalknoiseError(
+        f"unknown noise kind {kind!r}; choose one of {', '.join(KINDS)}", argument="noise"
+    )
 
 
 def noise_from_dict(d: dict[str, object]) -> Noise:

@@ -132,15 +132,17 @@ def select(
         if unknown:
             raise WalknoiseError(
                 f"no point has type {', '.join(unknown)}; types in this model: "
-                f"{', '.join(sorted({p.type for p in points}))}"
+                f"{', '.join(sorted({p.type for p in points}))}",
+                argument="types",
             )
         chosen = [p for p in chosen if p.type.lower() in wanted]
         if layers is None:
             chosen = [p for p in chosen if p.default or p.type.lower() in wanted]
     if not chosen:
         raise WalknoiseError(
-            "the --layers/--types filters leave no point to scan; run "
-            "`walknoise layers MODEL` to see the names"
+            "the layers/types filters leave no point to scan; list the names with "
+            "walknoise.noise.discover(model, input_shape)",
+            argument="layers",
         )
     return chosen
 
@@ -152,8 +154,10 @@ def _match_names(points: Sequence[Point], patterns: Sequence[str]) -> list[Point
         hits = fnmatch.filter(names, pat)
         if not hits:
             raise WalknoiseError(
-                f"layer pattern {pat!r} matches no injection point; run `walknoise layers "
-                f"MODEL` to list them (e.g. {', '.join(names[:4])})"
+                f"layer pattern {pat!r} matches no injection point (e.g. "
+                f"{', '.join(names[:4])}); walknoise.noise.discover(model, input_shape) "
+                "lists them all",
+                argument="layers",
             )
         keep.update(hits)
     return [p for p in points if p.name in keep]

@@ -7,7 +7,7 @@ from walknoise.walk.driver import run_spec, scan
 from walknoise.walk.report import midpoint_table
 from walknoise.walk.result import Result, load
 from walknoise.walk.spec import ScanSpec, parse_sigmas
-from walknoise.walk.trainphase import train
+from walknoise.walk.trainphase import train_under_noise
 
 __all__ = [
     "Result",
@@ -17,5 +17,5 @@ __all__ = [
     "parse_sigmas",
     "run_spec",
     "scan",
-    "train",
+    "train_under_noise",
 ]

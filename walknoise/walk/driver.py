@@ -22,6 +22,7 @@ from walknoise.errors import WalknoiseError
 from walknoise.io.lock import locks_output
 from walknoise.noise.kinds import make_noise
 from walknoise.training import TrainConfig
+from walknoise.types import Device, ExecutorName, NoiseKind, ScanPhase
 from walknoise.walk import store
 from walknoise.walk.cells import EVAL, TRAIN, LayerTask, LayerWork
 from walknoise.walk.executors import Executor, LayerFailed, Serial, make_executor
@@ -39,42 +40,102 @@ def scan(
     model: nn.Module,
     data: Any = "mnist",
     *,
-    noise: str = "additive",
+    noise: NoiseKind = "additive",
     sigmas: str | Sequence[float] = "log:1e-2:1e3:31",
     layers: str | Sequence[str] | None = None,
     repeats: int = 5,
+    ratio: float = 0.5,
+    types: str | Sequence[str] | None = None,
+    include_global: bool = True,
+    relative: bool = False,
+    seed: int = 0,
+    batch_size: int = 500,
+    max_batch: int = 16384,
+    device: Device = "cpu",
+    phase: ScanPhase = "eval",
+    train: dict[str, Any] | None = None,
+    clamp: float | None = None,
+    train_data: Any = None,
+    midpoint_search: bool = False,
+    rtol: float = 0.05,
+    extra: dict[str, object] | None = None,
     output: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
     jobs: int = 1,
-    executor: str | Executor = "auto",
-    **options: Any,
+    executor: ExecutorName | Executor = "auto",
 ) -> Result:
     """Evaluate ``model`` with noise at each layer (and all at once) over a σ grid.
 
-    ``layers`` (and the ``types`` option) are names or globs, as a list or comma-separated
-    (``"conv*,fc1"``). ``data`` is a name (``"mnist"``), an ``(x, y)`` pair, a
-    ``Dataset``/``DataLoader`` or a ``.pt``/``.npz`` path. Further ``options`` are
-    ``ScanSpec`` fields (``ratio``, ``types``, ``relative``, ``include_global``, ``seed``,
-    ``batch_size``, ``max_batch``, ``device``, ``phase``, ``train``, ``clamp``,
-    ``train_data``). With ``output``, each finished layer is
-    written at once and a rerun resumes. ``jobs > 1`` computes layers in that many worker
-    processes; ``executor`` is a name (``auto``, ``serial``, ``joblib``, ``slurm``) or an
-    executor from ``walknoise.walk.executors``.
+    Every keyword but the last five is a :class:`~walknoise.walk.spec.ScanSpec` field and
+    takes its default; invalid values raise :class:`~walknoise.errors.WalknoiseError`.
+
+    Args:
+        model: The trained model to walk (left unchanged).
+        data: Test data: a name (``"mnist"``), an ``(x, y)`` pair, a ``Dataset`` or
+            ``DataLoader``, or a ``.pt``/``.npz`` path.
+        noise: ``"additive"`` (y + σε), ``"multiplicative"`` (y(1 + σε)) or ``"combined"``.
+        sigmas: The σ grid: ``"log:START:STOP:N"``, ``"lin:START:STOP:N"``, ``"0.1,1,10"``
+            or a sequence of increasing positive numbers.
+        layers: Points to scan: names or globs, as a list or comma-separated
+            (``"conv*,fc1"``); ``None`` takes the default points.
+        repeats: Independent noise draws per (layer, σ).
+        ratio: ``combined`` only: σ_add = σ·ratio, σ_mul = σ·(1 − ratio), in [0, 1].
+        types: Module class names to keep (``"Conv2d,Linear"``); ``None`` keeps all.
+        include_global: Add the ``<global>`` entry: noise in every chosen point at once.
+        relative: Scale σ by the std of each point's clean output (a noise-to-signal ratio).
+        seed: Root seed of every (layer, repeat) generator.
+        batch_size: Clean samples per batch; part of the random stream.
+        max_batch: Most stacked samples (σ copies × batch) per forward pass: the memory
+            budget; changing it changes no number.
+        device: ``"cpu"``, ``"cuda"`` (or ``"cuda:N"``, a ``torch.device``) or ``"auto"``.
+        phase: ``"eval"`` walks ``model``; ``"train"`` trains a fresh model per cell with
+            the noise present; ``"both"`` does the two.
+        train: Train phase: :class:`~walknoise.training.TrainConfig` fields (``epochs``,
+            ``lr``, ``batch_size``, ``schedule``, ``weight_decay``).
+        clamp: Train phase: clamp every weight to [-clamp, clamp] after each step.
+        train_data: Train phase: the training data, in any form ``data`` takes
+            (default ``"mnist:train"``).
+        midpoint_search: Find each layer's midpoint by an adaptive search in
+            [σ_min, σ_max] instead of evaluating the whole grid (eval phase only).
+        rtol: Midpoint search: relative tolerance in σ, in (0, 1).
+        extra: Free-form context recorded with the config in the results file.
+        output: Results file: each finished layer is written at once, and a rerun of the
+            same scan resumes.
+        overwrite: Replace an ``output`` file written by a different scan.
+        progress: Show a progress bar.
+        jobs: Worker processes computing layers (``-1``: one per core).
+        executor: ``"auto"``, ``"serial"``, ``"joblib"`` or ``"slurm"``, or an executor
+            from :mod:`walknoise.walk.executors`.
+
+    Returns:
+        The :class:`~walknoise.walk.result.Result` of the scan.
     """
     grid = parse_sigmas(sigmas) if isinstance(sigmas, str) else tuple(float(s) for s in sigmas)
-    if options.get("types") is not None:
-        options["types"] = split_names(options["types"])
-    train_source = options.get("train_data")
-    if train_source is not None and not isinstance(train_source, str):
-        train_source = resolve_data(train_source)  # in-memory data: its name goes in the spec
-        options["train_data"] = train_source.name
+    train_source = train_data
+    if train_data is not None and not isinstance(train_data, str):
+        train_source = resolve_data(train_data)  # in-memory data: its name goes in the spec
+        train_data = train_source.name
     spec = ScanSpec(
         sigmas=grid,
         noise=noise,
+        ratio=ratio,
         repeats=repeats,
         layers=split_names(layers),
-        **options,
+        types=split_names(types),
+        include_global=include_global,
+        relative=relative,
+        seed=seed,
+        batch_size=batch_size,
+        max_batch=max_batch,
+        device=str(device),  # the spec is stored as JSON
+        phase=phase,
+        train=train,
+        clamp=clamp,
+        train_data=train_data,
+        midpoint_search=midpoint_search,
+        rtol=rtol,
+        extra=extra or {},
     )
     return run_spec(
         model,

@@ -32,9 +32,10 @@ from typing import Any, Protocol
 import torch
 
 from walknoise.errors import WalknoiseError
+from walknoise.types import EXECUTORS as EXECUTORS  # the names, re-exported
+from walknoise.types import ExecutorName
 from walknoise.walk.cells import LayerDone, LayerTask, LayerWork, compute_layer
 
-EXECUTORS = ("auto", "serial", "joblib", "slurm")
 POLL_S = 0.25  # how often the driver looks for finished SLURM jobs (a file check, no sacct)
 
 
@@ -171,8 +172,12 @@ class SlurmOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))  # a str is fine too
-        if self.gpus < 0 or self.cpus < 1 or self.time < 1:
-            raise WalknoiseError("--slurm-gpus must be >= 0, --slurm-cpus and --slurm-time >= 1")
+        for name, least in (("gpus", 0), ("cpus", 1), ("time", 1)):
+            if getattr(self, name) < least:
+                raise WalknoiseError(
+                    f"SlurmOptions {name}={getattr(self, name)}; it must be at least {least}",
+                    argument=name,
+                )
 
 
 class Submitit:
@@ -305,12 +310,19 @@ def run_from_file(shipped: str, task: LayerTask) -> LayerDone:
     return run_in_worker(work, task)
 
 
-def make_executor(name: str = "auto", jobs: int = 1, slurm: SlurmOptions | None = None) -> Executor:
+def make_executor(
+    name: ExecutorName = "auto", jobs: int = 1, slurm: SlurmOptions | None = None
+) -> Executor:
     """``auto``: serial for one job, joblib for more; ``slurm``: one job array."""
     if name not in EXECUTORS:
-        raise WalknoiseError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+        raise WalknoiseError(
+            f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}",
+            argument="executor",
+        )
     if jobs == 0 or jobs < -1:
-        raise WalknoiseError(f"--jobs must be at least 1 (or -1 for every core), got {jobs}")
+        raise WalknoiseError(
+            f"jobs={jobs}; it must be at least 1 (or -1 for every core)", argument="jobs"
+        )
     if name == "slurm":
         _require("submitit", "slurm")
         options = slurm or SlurmOptions()

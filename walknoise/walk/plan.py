@@ -187,7 +187,8 @@ def _check_same(path: Path, identity: dict[str, Any]) -> None:
         diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise WalknoiseError(
             f"{path} holds a scan with a different config (differs in: {', '.join(diff)}); "
-            "pass --overwrite to replace it, or choose another -o path"
+            "pass overwrite=True to replace it, or choose another output path",
+            argument="overwrite",
         )
 
 

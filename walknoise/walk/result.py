@@ -64,7 +64,8 @@ class Result(ResultBase):
         if phase not in self.phases:
             raise WalknoiseError(
                 f"this file holds phase {'/'.join(self.phases)}, not {phase!r}; "
-                f"choose --phase {self.phases[0]}"
+                f"choose phase={self.phases[0]!r}",
+                argument="phase",
             )
         if phase == "eval":
             return self

@@ -12,11 +12,11 @@ import numpy as np
 
 from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import KINDS, Combined
+from walknoise.types import SCAN_PHASES, DeviceName, NoiseKind, ScanPhase
 
 # Fields that change how fast a scan runs but not a single number in it; a resumed scan may
 # change them freely.
 RUNTIME_FIELDS = ("device", "max_batch")
-PHASES = ("eval", "train", "both")
 # Most (σ, repeat) cells per layer: past it the preallocated grid alone needs gigabytes (and
 # the scan would run for years), so it is refused up front instead of dying in MemoryError.
 MAX_CELLS = 1_000_000
@@ -29,7 +29,7 @@ class ScanSpec:
 
     sigmas: tuple[float, ...]
     """Noise levels, positive and increasing."""
-    noise: str = "additive"
+    noise: NoiseKind = "additive"
     """Noise kind: ``additive``, ``multiplicative`` or ``combined``."""
     ratio: float = 0.5
     """For ``combined``: σ_add = σ·ratio, σ_mul = σ·(1 − ratio) (Walking Noise's StdRatio)."""
@@ -49,9 +49,9 @@ class ScanSpec:
     """Clean samples per batch; part of the random stream, so it is part of the identity."""
     max_batch: int = 16384
     """Most stacked samples (σ copies × batch) in one forward pass: the memory budget."""
-    device: str = "cpu"
-    """``cpu``, ``cuda`` or ``auto``."""
-    phase: str = "eval"
+    device: DeviceName | str = "cpu"
+    """``cpu``, ``cuda`` (or ``cuda:N``) or ``auto``."""
+    phase: ScanPhase = "eval"
     """``eval``: walk the given model; ``train``: train a fresh model per cell with the noise
     present in training and evaluation; ``both``: the two, eval cells on the clean models."""
     train: dict[str, Any] | None = None
@@ -72,25 +72,49 @@ class ScanSpec:
     def __post_init__(self) -> None:
         check_sigmas(self.sigmas)
         if self.noise not in KINDS:
-            raise WalknoiseError(f"unknown noise kind {self.noise!r}; choose one of {KINDS}")
+            raise WalknoiseError(
+                f"unknown noise kind {self.noise!r}; choose one of {', '.join(KINDS)}",
+                argument="noise",
+            )
         if self.noise == "combined":
             Combined(self.ratio)  # validates the ratio
-        if self.phase not in PHASES:
-            raise WalknoiseError(f"unknown phase {self.phase!r}; choose one of {PHASES}")
-        if self.midpoint_search and (self.phase != "eval" or not 0 < self.rtol < 1):
-            raise WalknoiseError("--midpoint-search needs --phase eval and 0 < --rtol < 1")
-        if self.clamp is not None and not self.clamp > 0:
-            raise WalknoiseError(f"--clamp-weights must be positive, got {self.clamp}")
+        if self.phase not in SCAN_PHASES:
+            raise WalknoiseError(
+                f"unknown phase {self.phase!r}; choose one of {', '.join(SCAN_PHASES)}",
+                argument="phase",
+            )
+        self._check_search_and_clamp()
         for name in ("repeats", "batch_size", "max_batch"):
             if getattr(self, name) < 1:
-                raise WalknoiseError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise WalknoiseError(
+                    f"{name}={getattr(self, name)}; it must be at least 1", argument=name
+                )
         if len(self.sigmas) * self.repeats > MAX_CELLS:
             raise WalknoiseError(
                 f"{len(self.sigmas)} σ values × {self.repeats} repeats is more than "
                 f"{MAX_CELLS:,} cells per layer; use fewer σ values or repeats"
             )
         if not -INT64 <= self.seed < INT64:  # the results file stores it as int64
-            raise WalknoiseError(f"seed {self.seed} does not fit in 64 bits; use a smaller seed")
+            raise WalknoiseError(
+                f"seed={self.seed} does not fit in 64 bits; use a smaller seed", argument="seed"
+            )
+
+    def _check_search_and_clamp(self) -> None:
+        if self.midpoint_search and self.phase != "eval":
+            raise WalknoiseError(
+                f"midpoint_search=True needs phase='eval', not {self.phase!r}",
+                argument="midpoint_search",
+            )
+        if self.midpoint_search and not 0 < self.rtol < 1:
+            raise WalknoiseError(
+                f"rtol={self.rtol} is not in (0, 1); choose a relative tolerance such as 0.05",
+                argument="rtol",
+            )
+        if self.clamp is not None and not self.clamp > 0:
+            raise WalknoiseError(
+                f"clamp={self.clamp}; it must be positive (or None for no clamp)",
+                argument="clamp",
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -124,15 +148,20 @@ def split_names(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 def check_sigmas(sigmas: tuple[float, ...]) -> None:
     if len(sigmas) == 0:
-        raise WalknoiseError("the σ grid is empty; pass e.g. --sigmas 'log:1e-2:1e3:31'")
+        raise WalknoiseError(
+            "the σ grid is empty; pass e.g. sigmas='log:1e-2:1e3:31'", argument="sigmas"
+        )
     arr = np.asarray(sigmas, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise WalknoiseError(
             "σ values must be finite and positive (clean accuracy is measured separately); "
-            f"got {list(sigmas)[:6]}"
+            f"got {list(sigmas)[:6]}",
+            argument="sigmas",
         )
     if np.any(np.diff(arr) <= 0):
-        raise WalknoiseError("σ values must be strictly increasing, without duplicates")
+        raise WalknoiseError(
+            "σ values must be strictly increasing, without duplicates", argument="sigmas"
+        )
 
 
 def parse_sigmas(text: str) -> tuple[float, ...]:
@@ -143,14 +172,17 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
             kind, a, b, n = text.split(":")
             start, stop, num = float(a), float(b), int(n)
             if num > MAX_CELLS:  # before numpy tries to allocate it
-                raise WalknoiseError(f"σ range {text!r} asks for {num:,} values; use fewer")
+                raise WalknoiseError(
+                    f"σ range {text!r} asks for {num:,} values; use fewer", argument="sigmas"
+                )
             if num < 1 or (not start < stop and num > 1):
                 raise WalknoiseError(
-                    f"σ range {text!r} needs START < STOP and N >= 1, e.g. 'log:1e-2:1e3:31'"
+                    f"σ range {text!r} needs START < STOP and N >= 1, e.g. 'log:1e-2:1e3:31'",
+                    argument="sigmas",
                 )
             if kind == "log":
                 if start <= 0:
-                    raise WalknoiseError(f"log σ range {text!r} needs START > 0")
+                    raise WalknoiseError(f"log σ range {text!r} needs START > 0", argument="sigmas")
                 values = np.logspace(math.log10(start), math.log10(stop), num)
             else:
                 values = np.linspace(start, stop, num)
@@ -158,7 +190,8 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
             values = np.array(sorted(float(v) for v in text.split(",") if v.strip()))
     except ValueError:
         raise WalknoiseError(
-            f"cannot parse σ spec {text!r}; use 'log:1e-2:1e3:31', 'lin:0.1:2:20' or '0.1,1,10'"
+            f"cannot parse σ spec {text!r}; use 'log:1e-2:1e3:31', 'lin:0.1:2:20' or '0.1,1,10'",
+            argument="sigmas",
         ) from None
     sigmas = tuple(float(v) for v in values)
     check_sigmas(sigmas)

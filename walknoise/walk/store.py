@@ -137,7 +137,7 @@ def write_layer(
 
 # How to get past a file that is not (or no longer) a readable results file: a scan may
 # replace it, a reader can only be pointed elsewhere.
-TO_WRITE = "pass --overwrite to replace it, or choose another -o path"
+TO_WRITE = "pass overwrite=True to replace it, or choose another output path"
 TO_READ = "give the path of a file written by `walknoise scan`"
 
 
@@ -177,7 +177,7 @@ def config_of(header: Mapping[str, Any]) -> dict[str, Any]:
         cfg = None
     if not isinstance(cfg, dict):
         raise WalknoiseError(
-            "the results file has no readable config; pass --overwrite to replace it"
+            "the results file has no readable config; pass overwrite=True to replace it"
         )
     return cfg
 

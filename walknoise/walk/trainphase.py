@@ -18,10 +18,12 @@ import torch
 from torch import nn
 
 from walknoise.data import TensorData, resolve_data
+from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import Fanout, cell_seed, hooks, make_generator
 from walknoise.noise.kinds import Noise, make_noise
 from walknoise.training import TrainConfig, evaluate, seeded_init, train_model
+from walknoise.types import Device, NoiseKind, ScanPhase
 from walknoise.walk.ensemble import blocker, group_size, train_ensemble, widest_activation
 from walknoise.walk.runner import LayerRunner
 from walknoise.walk.schema import HIST_BINS
@@ -60,11 +62,11 @@ def fresh(template: Template, seed: int) -> nn.Module:
     return model
 
 
-def train(
+def train_under_noise(
     model_or_arch: Template | str,
     data: Any = "mnist:train",
     *,
-    noise: Noise | str = "additive",
+    noise: Noise | NoiseKind = "additive",
     layer: str | Sequence[str] | None = None,
     sigma: float = 0.0,
     config: TrainConfig | None = None,
@@ -72,12 +74,15 @@ def train(
     seed: int = 0,
     scales: Sequence[float] | None = None,
     progress: bool = False,
-    device: torch.device | str = "cpu",
+    device: Device = "cpu",
 ) -> nn.Module:
     """Train a fresh model (``seed``) with noise at ``layer`` (one name, several, or none).
 
-    ``model_or_arch`` is a zoo name, a factory or a module whose architecture is reused.
-    ``clamp`` bounds every weight to [-clamp, clamp] after each step (the growth control).
+    This is one cell of the train phase of :func:`~walknoise.scan`; with no ``layer`` (or
+    ``sigma=0``) it trains the clean model. ``model_or_arch`` is a zoo name, a factory or a
+    module whose architecture is reused (the module itself is not trained). ``clamp``
+    bounds every weight to [-clamp, clamp] after each step (the growth control).
+    To train a zoo model into a checkpoint file, see :func:`walknoise.train_checkpoint`.
     """
     from walknoise.models import build_model
 
@@ -85,15 +90,16 @@ def train(
         (lambda: build_model(model_or_arch)) if isinstance(model_or_arch, str) else model_or_arch
     )
     td = resolve_data(data)
+    dev = resolve_device(device)  # "auto" and "cuda" mean the same here as in scan()
     model = fresh(template, seed)
     layers = (
         [] if layer is None or sigma == 0 else [layer] if isinstance(layer, str) else list(layer)
     )
     cfg = config or TrainConfig()
     cfg = TrainConfig(**{**cfg.to_dict(), "seed": seed})
-    fo = Fanout(sigmas=torch.tensor([float(sigma)], device=device), cache_eps=False)
-    gen = make_generator(cell_seed(seed, "train:" + ",".join(layers), 0), device)
-    model.to(device)
+    fo = Fanout(sigmas=torch.tensor([float(sigma)], device=dev), cache_eps=False)
+    gen = make_generator(cell_seed(seed, "train:" + ",".join(layers), 0), dev)
+    model.to(dev)
     on_step = None if clamp is None else (lambda m, _s, _l: clamp_weights(m, clamp))
     with hooks(
         model,
@@ -103,7 +109,7 @@ def train(
         [gen] * len(layers),
         list(scales) if scales is not None else [1.0] * len(layers),
     ):
-        train_model(model, td.x, td.y, cfg, progress=progress, on_step=on_step, device=device)
+        train_model(model, td.x, td.y, cfg, progress=progress, on_step=on_step, device=dev)
     return model.eval()
 
 
@@ -145,7 +151,7 @@ class TrainPhase:
         self, points: Sequence[str], sigma: float, repeat: int, scales: Sequence[float]
     ) -> nn.Module:
         self.trainings += 1
-        return train(
+        return train_under_noise(
             self.template,
             self.train_data,
             noise=self.noise,
@@ -257,7 +263,7 @@ class TrainPhase:
 def train_phase_spec(
     meta: dict[str, Any],
     *,
-    phase: str = "eval",
+    phase: ScanPhase = "eval",
     epochs: int | None = None,
     lr: float | None = None,
     train_batch_size: int | None = None,

@@ -22,7 +22,7 @@ def _dataset(result: object) -> xr.Dataset:
     ds = getattr(result, "dataset", result)
     if not isinstance(ds, xr.Dataset) or "weight_kurtosis" not in ds:
         raise WalknoiseError(
-            "this results file has no train phase; run `walknoise scan --phase train` first"
+            "this results file has no train phase; scan with phase='train' (or 'both') first"
         )
     return ds
 
