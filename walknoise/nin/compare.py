@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
-from walknoise.io.provenance import provenance
 from walknoise.io.result import ResultBase
 from walknoise.nin.model import NINModel, attach_nins
 from walknoise.nin.probe import ModelFactory, model_factory, train_test_data
+from walknoise.nin.results import file_attrs
 from walknoise.nin.train import torch_threads
 from walknoise.noise.inject import inject
 from walknoise.training import TrainConfig, evaluate, seeded_init, train_model
@@ -299,15 +299,9 @@ def _attrs(
     train: TensorData,
     test: TensorData,
 ) -> dict[str, Any]:
-    arch_name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
-    config = {**cfg.to_dict(), "arch": arch_name, "train_data": train.name, "test_data": test.name}
     title = "walknoise comparison of NINR with other regularisers"
-    return {
-        **provenance(FORMAT, FORMAT_VERSION, title, config),
+    return file_attrs(FORMAT, FORMAT_VERSION, title, cfg.to_dict(), arch, train, test) | {
         "methods": json.dumps(cfg.describe()),
-        "arch": arch_name,
-        "data": train.name,
-        "test_data": test.name,
         "optimizer": "Adam (cosine schedule)",
         "epochs": cfg.epochs,
     }

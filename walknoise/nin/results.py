@@ -7,6 +7,7 @@ single source of the variables, their dimensions, long names and units.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,23 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from walknoise.data import TensorData
+from walknoise.io.provenance import provenance
 from walknoise.io.result import ResultBase
 from walknoise.nin.config import ProbeConfig
 from walknoise.nin.phases import PHASES, PhaseEvidence, classify_evidence, evidence, fit_decay
 from walknoise.nin.train import Trace
 
-__all__ = ["COORDS", "FORMAT", "VARIABLES", "ProbeResult", "Runs", "build_dataset", "load_probe"]
+__all__ = [
+    "COORDS",
+    "FORMAT",
+    "VARIABLES",
+    "ProbeResult",
+    "Runs",
+    "build_dataset",
+    "file_attrs",
+    "load_probe",
+]
 
 FORMAT = "walknoise-nin-probe"
 FORMAT_VERSION = 1
@@ -33,6 +45,23 @@ class Runs:
     nin: dict[tuple[int, int, int], Trace] = field(default_factory=dict)
     reference: dict[tuple[int, int], Trace] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+
+
+def file_attrs(
+    fmt: str,
+    version: int,
+    title: str,
+    config: Mapping[str, Any],
+    arch: object,
+    train: TensorData,
+    test: TensorData,
+) -> dict[str, Any]:
+    """Root attributes of a NIN file (probe or comparison): provenance, with the architecture
+    and data names added to ``config``, then those names as attributes of their own."""
+    name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
+    config = {**config, "arch": name, "train_data": train.name, "test_data": test.name}
+    names = {"arch": name, "data": train.name, "test_data": test.name}
+    return {**provenance(fmt, version, title, config), **names}
 
 
 def _fit_tau(trace_values: np.ndarray, window: int) -> float:
