@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import xarray as xr
 
 from walknoise.errors import WalknoiseError
 from walknoise.io import netcdf
@@ -103,3 +104,26 @@ def test_config_is_parsed_as_json_never_evaluated(
     with pytest.raises(WalknoiseError, match="no readable config"):
         store.config_of({"config": config})
     assert not (tmp_path / "pwned").exists()
+
+
+def test_the_file_holds_what_the_scan_holds_in_memory(tmp_path: Path) -> None:
+    """A scan keeps working on the dataset it wrote, so reading the file back must give the
+    same dataset: coordinates typed alike, strings as str, flags int8, metadata kept."""
+    coords = {"layer": ["<input>", "fc1"], "sigma": [0.1, 1.0], "repeat": [0, 1, 2]}
+    attrs = {"format": store.FORMAT, "format_version": 1, "noise": "additive", "seed": 3}
+    written = store.create(tmp_path / "r.h5", coords, ["Input", "Linear"], attrs)
+    back = store.read(tmp_path / "r.h5")
+    xr.testing.assert_identical(back, written)
+    assert back["layer_done"].dtype == np.int8 and back["sigma"].dtype == np.float64
+    assert back["accuracy"].attrs == {"long_name": "test accuracy under noise", "units": "1"}
+
+
+def test_write_layer_sets_the_layer_and_its_flag_only(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    _small_file(path)
+    store.write_layer(path, 0, {"accuracy": np.full((2, 3), 0.25), "midpoint": 0.5})
+    ds = store.read(path)
+    assert ds["layer_done"].values.tolist() == [1, 0]
+    assert ds["midpoint"].values[0] == 0.5 and np.isnan(ds["midpoint"].values[1])
+    assert ds["accuracy"].values[0].tolist() == [[0.25] * 3] * 2
+    assert np.isnan(ds["accuracy"].values[1]).all()
