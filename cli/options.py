@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from walknoise.errors import WalknoiseError
 from walknoise.models import LoadedModel, load_model
 
 
@@ -32,6 +34,19 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def open_model(model_path: Path, arch: str | None, trust_pickle: bool) -> LoadedModel:
     return load_model(model_path, arch=arch, trust_pickle=trust_pickle)
+
+
+@contextmanager
+def prefixed_options(prefix: str) -> Iterator[None]:
+    """Inside, library errors name API arguments that this command spells ``--PREFIX-NAME``
+    (``every`` of ``GNITraining`` is ``--gni-every``): point them at that option."""
+    names = {param.name for param in click.get_current_context().command.params}
+    try:
+        yield
+    except WalknoiseError as err:
+        if err.argument is not None and prefix + err.argument in names:
+            err.argument = prefix + err.argument
+        raise
 
 
 def command_line(ctx: click.Context) -> str:

@@ -13,7 +13,7 @@ from walknoise.recipes import train_checkpoint
 from walknoise.training import TrainConfig
 from walknoise.types import NoiseKind
 
-from .options import command_line, data_option
+from .options import command_line, data_option, prefixed_options
 
 
 @click.command()
@@ -75,17 +75,18 @@ def train(
     kwargs = {"batchnorm": True} if batchnorm else {}
     if gni_every is not None and gni_output is None:
         gni_output = output.with_suffix(".gni.h5")
-    noisy = GNITraining(
-        mode=gni_mode,
-        noise=gni_noise,
-        sigma=gni_sigma,
-        draws=gni_draws,
-        every=gni_every,
-        output=gni_output,
-        seed=seed,
-    )
-    with invoked_as(command_line(click.get_current_context())):  # tracking files record it
-        hooks = training_hooks(noisy, data, config)
+    with prefixed_options("gni_"):  # GNITraining's `every` is --gni-every here
+        noisy = GNITraining(
+            mode=gni_mode,
+            noise=gni_noise,
+            sigma=gni_sigma,
+            draws=gni_draws,
+            every=gni_every,
+            output=gni_output,
+            seed=seed,
+        )
+        with invoked_as(command_line(click.get_current_context())):  # tracking files record it
+            hooks = training_hooks(noisy, data, config)
     metrics = train_checkpoint(
         arch,
         output,
