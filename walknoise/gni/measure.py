@@ -113,8 +113,7 @@ class GNISpec:
             raise WalknoiseError(f"params must be one of {', '.join(PARAMS)}, not {self.params!r}")
         if self.draws < 2:
             raise WalknoiseError(
-                f"draws={self.draws}; the implicit effect needs at least 2 noise draws per "
-                "batch (default 100)",
+                f"draws={self.draws}; the implicit effect needs at least 2 draws per batch",
                 argument="draws",
             )
         for name in ("batches", "batch_size", "max_coords"):
@@ -151,8 +150,7 @@ def parameter_layers(model: nn.Module, which: str = "weights") -> list[tuple[str
         named = [(n, p) for n, p in named if p.dim() >= 2]
     if not named:
         raise WalknoiseError(
-            f"the model has no trainable parameters of kind {which!r}; use params='all' "
-            "or a model with weights",
+            f"the model has no trainable {which!r} parameters; use params='all' or another model",
             argument="params",
         )
     return named
@@ -352,10 +350,8 @@ def run_gni(
     """Measure ``spec`` on ``model`` (the CLI and :func:`gradient_noise` both end here)."""
 
     if output is not None and Path(output).exists() and not overwrite:
-        raise WalknoiseError(
-            f"{output} exists; pass overwrite=True to replace it or choose another output",
-            argument="overwrite",
-        )
+        fix = "pass overwrite=True to replace it or choose another output"
+        raise WalknoiseError(f"{output} exists; {fix}", argument="overwrite")
     device = resolve_device(spec.device)
     x, y, name = tensors_of(data, spec.loss)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
