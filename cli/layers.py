@@ -8,6 +8,7 @@ import click
 
 from walknoise.data import resolve_data
 from walknoise.noise.points import discover
+from walknoise.walk.guard import model_errors
 
 from .options import model_options, open_model
 
@@ -24,7 +25,9 @@ def layers(model_path: Path, arch: str | None, trust_pickle: bool, data: str | N
     loaded = open_model(model_path, arch, trust_pickle)
     shape = loaded.input_shape or resolve_data(data or "mnist").input_shape
     rows = [("layer", "type", "output shape", "params", "scanned by default")]
-    for p in discover(loaded.model, shape):
+    with model_errors():
+        found = discover(loaded.model, shape)
+    for p in found:
         rows.append(
             (p.name, p.type, "×".join(map(str, p.shape)), str(p.params), "yes" if p.default else "")
         )

@@ -20,6 +20,7 @@ from torch import nn
 
 from walknoise.devices import resolve_device
 from walknoise.noise.kinds import make_noise
+from walknoise.walk.guard import model_errors
 from walknoise.walk.layout import fast_layout
 from walknoise.walk.metrics import BatchStats, layer_midpoint
 from walknoise.walk.plan import Plan, widest_after
@@ -95,6 +96,7 @@ def _on_cpu(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).cpu()
 
 
+@model_errors()  # the user's model runs here: its failures are one line
 def compute_layer(work: LayerWork, task: LayerTask) -> LayerDone:
     """The cells of one task, computed here."""
     if task.flag == EVAL:

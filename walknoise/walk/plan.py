@@ -20,6 +20,7 @@ from walknoise.errors import WalknoiseError
 from walknoise.io.provenance import provenance
 from walknoise.noise.points import GLOBAL, INPUT, Point, discover, select
 from walknoise.walk import store
+from walknoise.walk.guard import model_errors
 from walknoise.walk.runner import Clean, clean_pass, entries
 from walknoise.walk.schema import HIST_BINS, MAX_VISITS, SEARCH_VARIABLES, TRAIN_VARIABLES
 from walknoise.walk.spec import ScanSpec
@@ -76,6 +77,7 @@ class Plan:
         return self.spec.phase in ("eval", "both")
 
 
+@model_errors()  # the user's model runs here: its failures are one line
 def make_plan(
     model: nn.Module, data: Any, spec: ScanSpec, device: torch.device | None = None
 ) -> Plan:
