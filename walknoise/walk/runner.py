@@ -16,7 +16,8 @@ from torch import nn
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import Fanout, cell_seed, hooks, make_generator
 from walknoise.noise.kinds import Noise
-from walknoise.noise.points import GLOBAL, INPUT
+from walknoise.noise.points import GLOBAL
+from walknoise.noise.sites import tap
 from walknoise.walk.metrics import BatchStats, score
 
 ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
@@ -44,24 +45,16 @@ def clean_pass(
     """Clean accuracy and loss, and the output std of every point (one pass over the data)."""
     sums = {p: torch.zeros(3, dtype=torch.float64) for p in points}
 
-    def record(name: str) -> Callable[..., None]:
-        def hook(_m: nn.Module, args: tuple[object, ...], out: object = None) -> None:
-            t = out if out is not None else args[0]
-            if isinstance(t, torch.Tensor):
-                t64 = t.detach().double()
-                sums[name] += torch.stack(
-                    [t64.sum(), (t64 * t64).sum(), torch.tensor(float(t64.numel()))]
-                ).cpu()
+    def record(name: str) -> Callable[[torch.Tensor], None]:
+        def hook(t: torch.Tensor) -> None:
+            t64 = t.detach().double()
+            sums[name] += torch.stack(
+                [t64.sum(), (t64 * t64).sum(), torch.tensor(float(t64.numel()))]
+            ).cpu()
 
         return hook
 
-    modules = dict(model.named_modules())
-    handles = [
-        model.register_forward_pre_hook(record(p))
-        if p == INPUT
-        else modules[p].register_forward_hook(record(p))
-        for p in points
-    ]
+    handles = [h for p in points for h in tap(model, p, record(p))]  # the noise's own tensor
     stats, classes = None, 0
     try:
         with torch.inference_mode():
@@ -181,15 +174,19 @@ class LayerRunner:
 
     def _forward(
         self, xb: torch.Tensor, fo: Fanout, fanout_ok: bool | None
-    ) -> tuple[torch.Tensor, bool]:
+    ) -> tuple[torch.Tensor, bool | None]:
         """Fan out at the noisy point when it is a cut of the graph, else replicate the input.
 
-        Whether fan-out works is found on the first batch: a skip connection around the
-        point meets a tensor of the wrong batch size and fails, or the output comes back
-        with the wrong batch size; either way the replicated input is correct. (A batch of
-        one would broadcast silently at a skip connection, so it never decides.)
+        Whether fan-out works is found on the first pass that stacks two or more copies of a
+        batch of two or more samples: a skip connection around the point meets a tensor of
+        the wrong batch size and fails, or the output comes back with the wrong batch size;
+        either way the replicated input is correct. A pass of one copy proves nothing (its
+        fan-out is the batch itself), nor does a batch of one (it broadcasts silently at a
+        skip connection), so those leave the question open for a later chunk or batch.
         """
         copies = fo.copies
+        if copies == 1:
+            return self.model(xb), fanout_ok
         if fanout_ok is None and len(xb) > 1:
             try:
                 out = self.model(xb)
@@ -202,7 +199,7 @@ class LayerRunner:
         if fanout_ok:
             return self.model(xb), True
         rep = xb.unsqueeze(0).expand(copies, *xb.shape).reshape(copies * len(xb), *xb.shape[1:])
-        return self.model(rep), False
+        return self.model(rep), fanout_ok
 
 
 def entries(points: Sequence[str], include_global: bool) -> list[str]:
