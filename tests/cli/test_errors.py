@@ -123,6 +123,7 @@ def test_plot_missing_results(tmp_path: Path) -> None:
     assert_user_error(invoke("plot", "curves", tmp_path / "none.h5"), "no such results file")
 
 
+@pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.h5"
     args = [
@@ -161,6 +162,7 @@ def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path
     assert walknoise.load(out).complete
 
 
+@pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 def test_ctrl_c_inside_a_long_forward_pass_stops_within_a_second(tmp_path: Path) -> None:
     """One σ chunk of 2,000 images through the cnn takes seconds: cli.interrupt cuts it short."""
     model = tmp_path / "cnn.pt"
@@ -246,7 +248,7 @@ def _raises(argument: str | None, message: str = "ratio=1.5 is not in (0, 1)") -
 def test_library_error_gets_the_flag_of_its_argument(
     mlp_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, argument: str | None, line: str
 ) -> None:
-    monkeypatch.setattr("walknoise.cli.layers.discover", _raises(argument))
+    monkeypatch.setattr("walknoise.cli.layers.survey", _raises(argument))
     result = invoke("layers", mlp_checkpoint)
     assert_user_error(result, line)
     assert result.stderr.strip() == line

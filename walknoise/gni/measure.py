@@ -44,6 +44,7 @@ from walknoise.io import netcdf
 from walknoise.noise.inject import cell_seed, inject, make_generator
 from walknoise.noise.kinds import make_noise
 from walknoise.noise.points import INPUT, discover, select
+from walknoise.noise.sites import split_point
 from walknoise.types import DeviceName, NoiseKind
 from walknoise.walk.spec import check_sigmas, parse_sigmas
 
@@ -138,7 +139,9 @@ def injection_points(
     acts = [
         p.name
         for p in found
-        if p.name != INPUT and isinstance(modules[p.name], ACTIVATIONS) and p.default
+        if p.name != INPUT
+        and isinstance(modules[split_point(p.name)[0]], ACTIVATIONS)
+        and p.default
     ]
     return [INPUT, *acts]
 

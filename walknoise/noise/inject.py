@@ -22,7 +22,7 @@ from torch.utils.hooks import RemovableHandle
 
 from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import Noise, make_noise
-from walknoise.noise.points import INPUT
+from walknoise.noise.sites import tap
 from walknoise.types import NoiseKind
 
 
@@ -125,31 +125,10 @@ class NoiseHook:
         out = self.noise.apply(work, sig.to(work.device, work.dtype), eps.to(work.dtype))
         return out.to(y.dtype).reshape(copies * batch, *y.shape[1:])
 
-    def forward_hook(self, _m: nn.Module, _inputs: object, output: object) -> object:
-        if not isinstance(output, torch.Tensor):
-            raise WalknoiseError("noise can only be injected where a module returns one tensor")
-        return self.perturb(output)
 
-    def pre_hook(self, _m: nn.Module, args: tuple[object, ...]) -> tuple[object, ...]:
-        x = args[0]
-        if not isinstance(x, torch.Tensor):
-            raise WalknoiseError("noise at <input> needs the model's first argument to be a tensor")
-        return (self.perturb(x), *args[1:])
-
-
-def attach(model: nn.Module, layer: str, hook: NoiseHook) -> RemovableHandle:
-    """Register ``hook`` at ``layer`` (a ``named_modules()`` name or ``<input>``)."""
-    if layer == INPUT:
-        return model.register_forward_pre_hook(hook.pre_hook)
-    modules = dict(model.named_modules())
-    if layer not in modules or layer == "":
-        names = [n for n in modules if n][:6]
-        raise WalknoiseError(
-            f"the model has no layer named {layer!r}; use a named_modules() name such as "
-            f"{', '.join(names)} (or <input>)"
-        )
-    module: nn.Module = modules[layer]
-    return module.register_forward_hook(hook.forward_hook)
+def attach(model: nn.Module, layer: str, hook: NoiseHook) -> list[RemovableHandle]:
+    """Register ``hook`` at ``layer`` (a point name: ``fc1``, ``act#2`` or ``<input>``)."""
+    return tap(model, layer, hook.perturb)
 
 
 @contextmanager
@@ -165,7 +144,7 @@ def hooks(
     handles: list[RemovableHandle] = []
     try:
         for layer, gen, scale in zip(layers, gens, scales, strict=True):
-            handles.append(attach(model, layer, NoiseHook(fanout, noise, gen, scale)))
+            handles += attach(model, layer, NoiseHook(fanout, noise, gen, scale))
         yield
     finally:
         for h in handles:

@@ -19,6 +19,7 @@ statistics, Dropout) are trained one by one instead (``blocker`` says why).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from torch.nn import functional as F
 
 from walknoise.noise.inject import cell_seed, make_generator
 from walknoise.noise.kinds import Noise
-from walknoise.noise.points import INPUT
+from walknoise.noise.sites import tap
 from walknoise.training import TrainConfig
 from walknoise.walk.weights import param_layers
 
@@ -77,7 +78,6 @@ class Ensemble:
 
     def hooks(self, base: nn.Module, draws: Draws) -> list[Any]:
         """Noise at each point of ``base``, from ``draws`` (inside vmap: one member's)."""
-        modules = dict(base.named_modules())
 
         def noisy(y: Tensor, scale: float) -> Tensor:
             sigma, eps = draws.next()
@@ -86,31 +86,18 @@ class Ensemble:
 
         handles = []
         for point, scale in zip(self.points, self.scales, strict=True):
-            if point == INPUT:
-                handles.append(
-                    base.register_forward_pre_hook(lambda _m, a, s=scale: (noisy(a[0], s), *a[1:]))
-                )
-            else:
-                handles.append(
-                    modules[point].register_forward_hook(lambda _m, _i, out, s=scale: noisy(out, s))
-                )
+            handles += tap(base, point, functools.partial(noisy, scale=scale))
         return handles
 
     def probe(self, x: Tensor) -> None:
         """Record the order and shapes of the noise draws of one forward pass."""
-        modules = dict(self.models[0].named_modules())
         handles = []
         for i, point in enumerate(self.points):
 
-            def record(*args: Any, i: int = i) -> None:
-                out = args[-1] if len(args) == 3 else args[1][0]
+            def record(out: Tensor, i: int = i) -> None:
                 self.calls.append((i, tuple(out.shape[1:])))
 
-            target = self.models[0] if point == INPUT else modules[point]
-            if point == INPUT:
-                handles.append(target.register_forward_pre_hook(record))
-            else:
-                handles.append(target.register_forward_hook(record))
+            handles += tap(self.models[0], point, record)
         try:
             with torch.no_grad():
                 self.models[0].train()(x[:2].to(self.device))

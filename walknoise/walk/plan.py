@@ -18,7 +18,7 @@ from walknoise.data import TensorData, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.provenance import provenance
-from walknoise.noise.points import GLOBAL, INPUT, Point, discover, select
+from walknoise.noise.points import GLOBAL, INPUT, Point, select, survey
 from walknoise.walk import store
 from walknoise.walk.guard import model_errors
 from walknoise.walk.runner import Clean, clean_pass, entries
@@ -87,8 +87,9 @@ def make_plan(
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     model.to(device).eval()
     x, y = td.x.to(device=device, dtype=dtype), td.y.to(device)
-    found = discover(model, td.input_shape, device)
-    chosen = [p.name for p in select(found, spec.layers, spec.types)]
+    points = survey(model, td.input_shape, device)
+    found = points.points
+    chosen = [p.name for p in select(found, spec.layers, spec.types, points.skipped)]
     clean = clean_pass(model, x, y, chosen, spec.batch_size)
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
     identity = {
