@@ -123,7 +123,6 @@ def test_plot_missing_results(tmp_path: Path) -> None:
     assert_user_error(invoke("plot", "curves", tmp_path / "none.h5"), "no such results file")
 
 
-@pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.h5"
     args = [
@@ -162,7 +161,6 @@ def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path
     assert walknoise.load(out).complete
 
 
-@pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 def test_ctrl_c_inside_a_long_forward_pass_stops_within_a_second(tmp_path: Path) -> None:
     """One σ chunk of 2,000 images through the cnn takes seconds: cli.interrupt cuts it short."""
     model = tmp_path / "cnn.pt"
