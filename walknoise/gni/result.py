@@ -81,5 +81,6 @@ def _num(value: object) -> str:
 
 
 def load_gni(path: str | Path) -> GNIResult:
-    """Read a file written by ``walknoise gni``, ``GNIResult.save`` or ``train --gni-every``."""
+    """Read a file written by ``walknoise gni run``, ``GNIResult.save`` or
+    ``walknoise train --gni-every``."""
     return GNIResult.load(path)

@@ -1,4 +1,4 @@
-"""``walknoise.nin.compare.compare``: NINR against the usual regularisers, on one architecture.
+"""``walknoise.nin.compare``: NINR against the usual regularisers, on one architecture.
 
 Every method trains the same architecture from the same initial weights and data order per
 seed, with the project's recipe (:func:`walknoise.training.train_model`: Adam, cosine

@@ -1,4 +1,4 @@
-"""``walknoise.nin.probe.probe``: NIN runs over a (σ_ε, learning rate, seed) grid.
+"""``walknoise.nin.probe``: NIN runs over a (σ_ε, learning rate, seed) grid.
 
 For every seed and learning rate the probe trains one reference run without NINs, then one
 run per σ_ε with NINs, all from the same initial weights and data order (and, across σ_ε,
