@@ -67,6 +67,12 @@ from .options import (
     help="Midpoint search: relative tolerance in σ.",
 )
 @click.option("--relative", is_flag=True, help="Scale σ by each point's clean output std.")
+@click.option(
+    "--output-key",
+    default=None,
+    metavar="KEY|INDEX",
+    help="Where the logits are when MODEL returns a tuple or dict: 'logits', '0'.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
 @click.option(
@@ -94,6 +100,7 @@ def scan(
     midpoint_search: bool,
     rtol: float,
     relative: bool,
+    output_key: str | None,
     seed: int,
     batch_size: int,
     max_batch: int,
@@ -122,6 +129,7 @@ def scan(
         midpoint_search=midpoint_search,
         rtol=rtol,
         relative=relative,
+        output_key=_index_or_key(output_key),
         seed=seed,
         batch_size=batch_size,
         max_batch=max_batch,
@@ -144,3 +152,8 @@ def scan(
         )
     click.echo(midpoint_table(result))
     click.echo(f"wrote {output}")
+
+
+def _index_or_key(text: str | None) -> int | str | None:
+    """``0`` and ``-1`` are indices (a dict's ``"0"`` key is found from them too)."""
+    return int(text) if text is not None and text.lstrip("-").isdigit() else text

@@ -26,6 +26,7 @@ from walknoise.types import Device, ExecutorName, NoiseKind, ScanPhase
 from walknoise.walk import store
 from walknoise.walk.cells import EVAL, TRAIN, LayerTask, LayerWork
 from walknoise.walk.executors import Executor, LayerFailed, Serial, make_executor
+from walknoise.walk.output import OutputKey, selecting_output
 from walknoise.walk.plan import Plan, make_plan, prepare
 from walknoise.walk.result import Result
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
@@ -59,6 +60,7 @@ def scan(
     midpoint_search: bool = False,
     rtol: float = 0.05,
     extra: dict[str, object] | None = None,
+    output_key: OutputKey = None,
     output: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -100,6 +102,9 @@ def scan(
             [σ_min, σ_max] instead of evaluating the whole grid (eval phase only).
         rtol: Midpoint search: relative tolerance in σ, in (0, 1).
         extra: Free-form context recorded with the config in the results file.
+        output_key: Where the logits are when the model returns more than a tensor: an
+            index (``0`` for ``(logits, h)``), a key (``"logits"`` for a dict) or a
+            callable taking the model's output and returning the logits.
         output: Results file: each finished layer is written at once, and a rerun of the
             same scan resumes.
         overwrite: Replace an ``output`` file written by a different scan.
@@ -136,6 +141,7 @@ def scan(
         midpoint_search=midpoint_search,
         rtol=rtol,
         extra=extra or {},
+        output_key=output_key,
     )
     return run_spec(
         model,
@@ -168,15 +174,17 @@ def run_spec(
     whose job failed (SLURM) are submitted again up to ``retries`` times.
     """
     executor = executor or Serial()
-    plan = make_plan(model, data, spec, _planning_device(spec, executor))
-    path = Path(output) if output else None
-    ds = prepare(plan, path, overwrite)
-    trainer = _trainer(model, plan, train_data) if plan.train_phase else None
-    if trainer is not None and not isinstance(executor, Serial):
-        for r in range(spec.repeats):  # trained once here, not once per worker
-            trainer.clean_accuracy(r)
-    work = LayerWork(model, plan, trainer)
-    failed = _run_all(executor, work, _todo(ds, plan), ds, path, progress, retries)
+    # every pass sees the logits; the selector hook travels with the model to the workers
+    with selecting_output(model, spec.output_key):
+        plan = make_plan(model, data, spec, _planning_device(spec, executor))
+        path = Path(output) if output else None
+        ds = prepare(plan, path, overwrite)
+        trainer = _trainer(model, plan, train_data) if plan.train_phase else None
+        if trainer is not None and not isinstance(executor, Serial):
+            for r in range(spec.repeats):  # trained once here, not once per worker
+                trainer.clean_accuracy(r)
+        work = LayerWork(model, plan, trainer)
+        failed = _run_all(executor, work, _todo(ds, plan), ds, path, progress, retries)
     if failed:
         where = f"finished layers are saved in {path}; " if path else ""
         raise WalknoiseError(

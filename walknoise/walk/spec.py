@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import numpy as np
 from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import KINDS, Combined
 from walknoise.types import SCAN_PHASES, DeviceName, NoiseKind, ScanPhase
+from walknoise.walk.output import OutputKey, check_key, key_label
 
 # Fields that change how fast a scan runs but not a single number in it; a resumed scan may
 # change them freely.
@@ -68,9 +69,14 @@ class ScanSpec:
     """Midpoint search: relative tolerance in σ."""
     extra: dict[str, object] = field(default_factory=dict)
     """Free-form context recorded with the config (e.g. the data name)."""
+    output_key: OutputKey = None
+    """Where the logits are in the model's output: ``None`` (the output is the logits), an
+    index, a key or attribute name, or a callable taking the output and returning them.
+    The config records a callable as ``callable:module.qualname`` (its code is not stored)."""
 
     def __post_init__(self) -> None:
         check_sigmas(self.sigmas)
+        check_key(self.output_key)
         if self.noise not in KINDS:
             raise WalknoiseError(
                 f"unknown noise kind {self.noise!r}; choose one of {', '.join(KINDS)}",
@@ -117,7 +123,11 @@ class ScanSpec:
             )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self._plain(), sort_keys=True)
+
+    def _plain(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (a callable ``output_key`` by its name)."""
+        return asdict(replace(self, output_key=key_label(self.output_key)))
 
     @classmethod
     def from_json(cls, text: str) -> ScanSpec:
@@ -131,7 +141,7 @@ class ScanSpec:
 
     def identity(self) -> dict[str, object]:
         """The fields that decide every number of the scan (what resume must match)."""
-        d = asdict(self)
+        d = self._plain()
         for key in RUNTIME_FIELDS:
             d.pop(key)
         d["sigmas"] = list(d["sigmas"])
