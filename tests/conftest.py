@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -63,3 +65,19 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="session")
 def trained_mlp(data: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
     return fit(tiny_mlp(), *data)
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises ``KeyboardInterrupt`` here and in the children this test starts.
+
+    A test that sends SIGINT must not rely on the disposition it inherits: a suite launched in
+    the background (``pytest &``, nohup, some CI runners) starts with SIGINT ignored, children
+    inherit "ignored", and the signal never arrives. A handled signal, unlike an ignored one,
+    is reset to the default at ``exec``, so the children's Python installs its own handler.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

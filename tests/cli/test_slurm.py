@@ -91,6 +91,7 @@ def test_array_task_that_dies_is_reported_and_rerun(data, tmp_path, caplog) -> N
     assert walknoise.load(tmp_path / "r.h5").complete
 
 
+@pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 def test_ctrl_c_cancels_the_job_array(mlp_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.h5"
     command = [

@@ -58,6 +58,7 @@ def _small_file(path: Path) -> None:
     store.create(path, coords, ["Input", "Linear"], {"format": store.FORMAT, "format_version": 1})
 
 
+@pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 def test_ctrl_c_during_an_update_lands_after_it(tmp_path: Path, monkeypatch) -> None:
     """A KeyboardInterrupt halfway through a write would drop a finished layer."""
     path = tmp_path / "r.h5"
