@@ -14,6 +14,7 @@ bad file, tensor pair or dataset fails early with a :class:`WalknoiseError` nami
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import struct
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from walknoise.errors import WalknoiseError
 
-__all__ = ["TensorData", "load_file", "load_mnist", "read_idx", "resolve_data"]
+__all__ = ["TensorData", "fingerprint", "load_file", "load_mnist", "read_idx", "resolve_data"]
 
 MNIST_SIZE = 10_000
 MNIST_TRAIN_SIZE = 8_000
@@ -41,6 +42,8 @@ LAYOUT = "x (float, shape (N, ...)) and y (integer class labels, shape (N,))"
 FILE_LAYOUT = f"a .pt or .npz file holding {LAYOUT}"
 _REFETCH = "restore the file from the walknoise repository or point WALKNOISE_DATA_DIR elsewhere"
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+HASH_CHUNK_BYTES = 1 << 24
+"""Bytes copied to the CPU at a time by :func:`fingerprint` (never the whole set at once)."""
 
 
 def _validated(x: torch.Tensor, y: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +120,24 @@ class TensorData:
         if n < 1:
             raise WalknoiseError(f"subset size must be at least 1, got {n}; pass a positive count")
         return TensorData(self.x[:n], self.y[:n], self.name)
+
+
+def fingerprint(data: TensorData) -> str:
+    """sha256 of ``x`` then ``y``: each one's dtype and shape, then its bytes in sample order.
+
+    What a results file was computed from: equal for the same samples in the same order,
+    whatever the name, device or memory layout; different for one changed bit, another order,
+    dtype or shape. Rows are copied to the CPU a chunk at a time, so hashing a big set on the
+    GPU never holds a second copy of it.
+    """
+    h = hashlib.sha256()
+    for name, t in (("x", data.x), ("y", data.y)):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        rows = max(1, HASH_CHUNK_BYTES // max(1, t[:1].numel() * t.element_size()))
+        for start in range(0, len(t), rows):
+            chunk = t[start : start + rows].detach().cpu().contiguous()
+            h.update(chunk.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
 
 
 def read_idx(path: str | Path) -> npt.NDArray[np.uint8]:
@@ -209,8 +230,7 @@ def load_file(path: str | Path) -> TensorData:
     path = Path(path)
     if not path.is_file():
         raise WalknoiseError(
-            f"no such data file: {path} (check the path, or use data='mnist' for the bundled "
-            "MNIST)"
+            f"no such data file: {path} (check the path, or use data='mnist' for the bundled MNIST)"
         )
     suffix = path.suffix.lower()
     if suffix not in (".pt", ".npz"):

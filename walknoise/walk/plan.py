@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from walknoise.data import TensorData, resolve_data
+from walknoise.data import TensorData, fingerprint, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.provenance import provenance
@@ -32,8 +32,12 @@ def model_fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
+
+
+FINGERPRINTS = {"data": "data_sha256", "model": "model_sha256"}
+"""What a results file was computed from, by the identity key holding its sha256."""
 
 
 def widest_after(points: Sequence[Point]) -> dict[str, int]:
@@ -92,10 +96,12 @@ def make_plan(
     chosen = [p.name for p in select(found, spec.layers, spec.types, points.skipped)]
     clean = clean_pass(model, x, y, chosen, spec.batch_size)
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
+    # The data and the model by content, not by name: a resume on other samples of the same
+    # size (or other weights) must be refused, and a renamed copy of the same file may resume.
     identity = {
         **spec.identity(),
         "model_sha256": model_fingerprint(model),
-        "data": td.name,
+        "data_sha256": fingerprint(td),
         "n_samples": len(td),
     }
     axis = entries(chosen, spec.include_global)
@@ -122,6 +128,7 @@ def attrs(plan: Plan) -> dict[str, Any]:
     return {
         **provenance(store.FORMAT, store.FORMAT_VERSION, "walknoise layer-wise noise scan", config),
         "model_sha256": plan.identity["model_sha256"],
+        "data_sha256": plan.identity["data_sha256"],
         "data": plan.data.name,
         "n_samples": len(plan.data),
         "phase": spec.phase,
@@ -185,6 +192,7 @@ def prepare(plan: Plan, path: Path | None, overwrite: bool) -> xr.Dataset:
 
 def _check_same(path: Path, identity: dict[str, Any]) -> None:
     stored = store.config_of(store.read_header(path))
+    _check_fingerprints(path, stored, identity)
     wanted = json.loads(json.dumps(identity))
     if stored != wanted:
         diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
@@ -193,6 +201,26 @@ def _check_same(path: Path, identity: dict[str, Any]) -> None:
             "pass overwrite=True to replace it, or choose another output path",
             argument="overwrite",
         )
+
+
+def _check_fingerprints(path: Path, stored: dict[str, Any], identity: dict[str, Any]) -> None:
+    """Refuse to resume a file computed from other data or another model, naming which."""
+    changed = [
+        f"{'a different model' if what == 'model' else 'different data'} "
+        f"(sha256 {_short(stored.get(key))} in the file, {_short(identity[key])} now)"
+        for what, key in FINGERPRINTS.items()
+        if stored.get(key) != identity[key]
+    ]
+    if changed:
+        raise WalknoiseError(
+            f"{path} was computed from {' and '.join(changed)}; pass overwrite=True to start "
+            "over, or choose another output path",
+            argument="overwrite",
+        )
+
+
+def _short(digest: object) -> str:
+    return digest[:12] if isinstance(digest, str) else "none recorded"
 
 
 __all__ = ["INPUT", "Plan", "attrs", "make_plan", "prepare", "resolve_device"]
