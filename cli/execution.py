@@ -11,6 +11,8 @@ import click
 from walknoise.types import ExecutorName
 from walknoise.walk.executors import EXECUTORS, Executor, SlurmOptions, make_executor
 
+from .options import prefixed_options
+
 
 def execution_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--jobs``, ``--executor`` and ``--slurm-*`` (read back by ``executor_of``)."""
@@ -60,11 +62,12 @@ def execution_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def executor_of(output: Path, jobs: int, executor: ExecutorName, **slurm: Any) -> Executor:
     """The executor the options name (``slurm``: the ``slurm_*`` options)."""
     folder = slurm.pop("slurm_folder") or output.with_name(output.name + ".slurm")
-    options = SlurmOptions(
-        folder=folder,
-        partition=slurm["slurm_partition"],
-        gpus=slurm["slurm_gpus"],
-        cpus=slurm["slurm_cpus"],
-        time=slurm["slurm_time"],
-    )
+    with prefixed_options("slurm_"):  # SlurmOptions' gpus is --slurm-gpus here
+        options = SlurmOptions(
+            folder=folder,
+            partition=slurm["slurm_partition"],
+            gpus=slurm["slurm_gpus"],
+            cpus=slurm["slurm_cpus"],
+            time=slurm["slurm_time"],
+        )
     return make_executor(executor, jobs, options)

@@ -49,6 +49,18 @@ def prefixed_options(prefix: str) -> Iterator[None]:
         raise
 
 
+@contextmanager
+def renamed_options(**options: str) -> Iterator[None]:
+    """Inside, a library error about the API argument ``NAME`` names this command's option
+    ``options[NAME]`` (``clamp`` of ``ScanSpec`` is ``--clamp-weights``). Also a decorator."""
+    try:
+        yield
+    except WalknoiseError as err:
+        if err.argument in options:
+            err.argument = options[err.argument]
+        raise
+
+
 def command_line(ctx: click.Context) -> str:
     """The command as the user gave it (defaults left out), rebuilt from parsed parameters."""
     words = ["walknoise", *ctx.command_path.split()[1:]]
@@ -103,6 +115,7 @@ def train_phase_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--train-data", default=None, help="Train phase: training data (default: mnist:train)."
         ),
     ]
+    f = renamed_options(clamp="clamp_weights")(f)  # ScanSpec's clamp
     for option in reversed(options):
         f = option(f)
     return f

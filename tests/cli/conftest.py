@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from walknoise.cli.main import cli
 
+from walknoise.cli.main import cli
 from walknoise.recipes import train_checkpoint
 from walknoise.training import TrainConfig
 

@@ -152,7 +152,12 @@ def read_header(path: Path, fix: str = TO_WRITE) -> dict[str, Any]:
             "layer": f["layer"].asstr()[...].tolist(),
         }
 
-    return netcdf.header(path, FORMAT, FORMAT_VERSION, "results", fix=fix, inspect=layout)
+    try:
+        return netcdf.header(path, FORMAT, FORMAT_VERSION, "results", fix=fix, inspect=layout)
+    except WalknoiseError as err:
+        if fix == TO_WRITE and err.argument is None:  # a scan's way past it: overwrite=True
+            err.argument = "overwrite"
+        raise
 
 
 def read(path: Path) -> xr.Dataset:
@@ -177,7 +182,8 @@ def config_of(header: Mapping[str, Any]) -> dict[str, Any]:
         cfg = None
     if not isinstance(cfg, dict):
         raise WalknoiseError(
-            "the results file has no readable config; pass overwrite=True to replace it"
+            "the results file has no readable config; pass overwrite=True to replace it",
+            argument="overwrite",
         )
     return cfg
 
