@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from walknoise.cli.main import cli, flag_of
 
 import walknoise
 from tests.cli.conftest import assert_user_error, invoke
+from walknoise.cli.main import cli, flag_of
 from walknoise.errors import WalknoiseError
 from walknoise.io.lock import one_writer
 from walknoise.models import build_model, save_checkpoint
@@ -47,7 +47,9 @@ def test_foreign_file_fix_depends_on_reading_or_writing(
     plotted = invoke("plot", "heatmap", path, "-o", tmp_path / "h.png")
     assert_user_error(plotted, "written by `walknoise scan`")
     assert "--overwrite" not in plotted.stderr  # plot cannot replace anything
-    assert_user_error(invoke("scan", mlp_checkpoint, *FAST, "-o", path), "pass overwrite=True")
+    written = invoke("scan", mlp_checkpoint, *FAST, "-o", path)
+    assert_user_error(written, "error: --overwrite: ")  # only a scan can replace the file
+    assert "pass overwrite=True" in written.stderr
     assert path.read_bytes() == before
 
 
@@ -268,3 +270,19 @@ def test_flag_of_prefers_the_long_option() -> None:
     assert flag_of(scan, "sigmas") == "--sigmas"
     assert flag_of(scan, "include_global") is None  # --no-global is not the same question
     assert flag_of(None, "sigmas") is None
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--phase", "train", "--clamp-weights", "-1"), "error: --clamp-weights: clamp=-1.0"),
+        (("--executor", "slurm", "--slurm-gpus", "-1"), "error: --slurm-gpus: SlurmOptions gpus="),
+        (("--executor", "slurm", "--slurm-cpus", "0"), "error: --slurm-cpus: SlurmOptions cpus="),
+        (("--executor", "slurm", "--slurm-time", "0"), "error: --slurm-time: SlurmOptions time="),
+    ],
+)
+def test_options_named_otherwise_than_their_api_argument(
+    mlp_checkpoint: Path, args: tuple[str, ...], line: str
+) -> None:
+    """ScanSpec's clamp is --clamp-weights, SlurmOptions' gpus/cpus/time are --slurm-*."""
+    assert_user_error(invoke("scan", mlp_checkpoint, *FAST, *args), line)
