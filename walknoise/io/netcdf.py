@@ -22,7 +22,6 @@ import glob
 import os
 import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from walknoise.errors import WalknoiseError
+from walknoise.io.files import temp_beside
 
 __all__ = [
     "WRITING",
@@ -206,9 +206,7 @@ def atomic_update(path: Path, edit: Callable[[h5py.File], None], *, new: bool = 
             f"directory {path.parent} does not exist; create it or choose another output path"
         )
     with WRITING, _interrupt_held():
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = temp_beside(path)  # the new file's mode: the umask's, or the old file's
         try:
             if not new:
                 shutil.copyfile(path, tmp)

@@ -11,7 +11,6 @@ import io
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from walknoise.errors import WalknoiseError
+from walknoise.io.files import temp_beside
 from walknoise.models.zoo import ARCHS, build_model
 
 FORMAT = "walknoise-checkpoint"
@@ -80,10 +80,8 @@ def save_checkpoint(
         target.parent.mkdir(parents=True, exist_ok=True)
         # Temp file in the same directory so os.replace is an atomic rename: a crash
         # never leaves a half-written checkpoint under the real name.
-        with tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
-        ) as fh:
-            tmp_name = fh.name
+        tmp_name = str(temp_beside(target))  # the umask's mode, not mkstemp's 0600
+        with open(tmp_name, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
