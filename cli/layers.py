@@ -25,7 +25,8 @@ def layers(model_path: Path, arch: str | None, trust_pickle: bool, data: str | N
     """List the injection points of MODEL (names are named_modules() names)."""
     loaded = open_model(model_path, arch, trust_pickle)
     shape = loaded.input_shape or resolve_data(data or "mnist").input_shape
-    found = survey(loaded.model, shape)
+    with model_errors():  # the user's model runs here: its failures are one line
+        found = survey(loaded.model, shape)
     rows = [("layer", "type", "output shape", "params", "scanned by default")]
     for p in found.points:
         dims = "×".join(map(str, p.shape)) + (" (1st of tuple)" if p.tuple_output else "")

@@ -31,11 +31,10 @@ from types import FrameType, TracebackType
 import torch
 from torch import nn
 
-import walknoise
 from walknoise.errors import WalknoiseError
 
 _CALL = nn.Module._call_impl.__code__
-_WALKNOISE = Path(walknoise.__file__).resolve().parent
+_WALKNOISE = Path(__file__).resolve().parents[1]  # walknoise/walk/guard.py -> walknoise/
 _MODELS = _WALKNOISE / "models"
 _NEUTRAL = (
     Path(torch.__file__).resolve().parent,
