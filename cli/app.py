@@ -1,4 +1,6 @@
-"""The ``walknoise`` command: lazy click groups whose errors are one line and exit code 2.
+"""The ``walknoise`` click application: lazy groups whose errors are one line and exit code 2.
+
+``cli/main.py`` is the console entry point that imports this module (see there why).
 
 Every command module is imported only when its command runs (or its own ``--help`` is
 asked for): ``walknoise --help`` imports neither torch nor matplotlib, and ``walknoise
@@ -17,6 +19,8 @@ import click
 
 from walknoise._version import __version__
 from walknoise.errors import WalknoiseError
+
+from .main import interrupted
 
 Lazy = tuple[str, str]
 """``("module:attribute", one-line help)`` of a command loaded on first use."""
@@ -79,8 +83,21 @@ class Walknoise(LazyGroup):
       An argument such as ``MODEL`` is named by its metavar.
     * A click usage error prints ``error: <click's message>; see `walknoise CMD -h```.
     * Ctrl-C prints ``interrupted`` and exits with code 130 (``scan`` says more, see
-      ``cli/interrupt.py``).
+      ``cli/interrupt.py``), also while click parses the command line, where click itself
+      would print ``Aborted!`` and exit with code 1.
     """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:
+            interrupted()
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -94,8 +111,7 @@ class Walknoise(LazyGroup):
             click.echo(f"error: {text}{where}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            interrupted()
 
 
 def error_line(err: WalknoiseError, command: click.Command | None) -> str:
@@ -199,13 +215,9 @@ nin = LazyGroup(
         ),
         # the families' groups, listed lazily too: tools that read `commands` (mkdocs-click)
         # find it empty and ask list_commands/get_command, which know every command
-        **{g.name: (f"{CLI}.main:{g.name}", g.help) for g in (plot, gni, nin) if g.name and g.help},
+        **{g.name: (f"{CLI}.app:{g.name}", g.help) for g in (plot, gni, nin) if g.name and g.help},
     },
 )
 @click.version_option(__version__, prog_name="walknoise")
 def cli() -> None:
     """Walk Gaussian noise through a PyTorch model, one layer at a time."""
-
-
-def main() -> None:
-    cli(prog_name="walknoise")

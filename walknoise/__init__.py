@@ -14,10 +14,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from walknoise._version import __version__
 from walknoise.errors import WalknoiseError
 
 if TYPE_CHECKING:
+    from walknoise._version import __version__
     from walknoise.noise.inject import inject
     from walknoise.noise.kinds import Additive, Combined, Multiplicative, make_noise
     from walknoise.recipes import train_checkpoint
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 # public name -> the module that defines it
 _LAZY = {
+    # importlib.metadata takes ~50 ms: the console script imports this package before its
+    # entry point can catch a Ctrl-C (cli/main.py), so even the version loads on first use
+    "__version__": "walknoise._version",
     "Additive": "walknoise.noise.kinds",
     "Combined": "walknoise.noise.kinds",
     "Multiplicative": "walknoise.noise.kinds",
