@@ -21,7 +21,7 @@ from torch import nn
 
 from walknoise.errors import WalknoiseError
 from walknoise.io.files import temp_beside
-from walknoise.models.zoo import ARCHS, build_model
+from walknoise.models.zoo import ARCHS, build_model, import_from_cwd
 
 FORMAT = "walknoise-checkpoint"
 FORMAT_VERSION = 1
@@ -152,6 +152,7 @@ def _read(path: Path, data: bytes, trust_pickle: bool) -> Any:
             ) from exc
     except Exception as exc:  # weights-only parsing cannot run code; any failure = bad file
         raise unreadable(exc) from exc
+    import_from_cwd()  # the pickle names classes by module, as arch= names a factory
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as exc:  # trusted unpickling runs the file's code, which may fail anyhow

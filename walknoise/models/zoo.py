@@ -149,9 +149,17 @@ def _brief(exc: BaseException) -> str:
 
 def _unknown(arch: str, why: str) -> WalknoiseError:
     zoo = ", ".join(sorted(ARCHS))
-    return WalknoiseError(
-        f"{why}; arch takes a zoo name ({zoo}) or {_ARCH_HINT}", argument="arch"
-    )
+    return WalknoiseError(f"{why}; arch takes a zoo name ({zoo}) or {_ARCH_HINT}", argument="arch")
+
+
+def import_from_cwd() -> None:
+    """Let the user's ``mymodels.py`` in the working directory import as ``mymodels``, as it
+    does in ``python script.py``, also under the installed console script (whose
+    ``sys.path`` lacks the working directory): for ``arch='mymodels:build'`` and for the
+    classes a trusted pickle names."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
@@ -163,11 +171,7 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     module_name, _, attr = arch.rpartition(":")
     if not module_name or not attr:
         raise _unknown(arch, f"architecture {arch!r} is malformed")
-    # A user's mymodels.py in the working directory should import as `mymodels`,
-    # even when walknoise runs as an installed console script (cwd not on sys.path).
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    import_from_cwd()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a user module may fail in any way while importing
