@@ -3,21 +3,22 @@ that says why it cannot run here and still checks that its arguments parse.
 
 Commands come from fenced ``bash``/``console``/``sh`` blocks, and from unlabelled blocks whose
 lines start with ``walknoise `` or ``python ``; ``\\`` continuations are joined and ``#``
-comments dropped (``shlex``). ``walknoise`` commands run in-process through click in one
-temporary directory prepared like a new user's (the files the pages assume), in page order,
-each distinct command once. The own-model guide's commands are run by test_docs_guide.py and
-are not repeated here.
+comments dropped (``shlex``). ``walknoise`` commands run in-process through click, in page
+order, each distinct command once. Each page starts in a fresh directory holding what the
+pages assume a user has: the own-model guide's files and the README tour's ``model.pt`` (its
+first command; the README itself runs first). The own-model guide's commands are run by
+test_docs_guide.py and are not repeated here. The examples are sized to run in seconds.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +26,17 @@ import click
 import pytest
 import torch
 from click.testing import CliRunner
-from walknoise.cli.main import cli
 
-from tests.test_docs_guide import titled
+from tests.test_docs_guide import make_guide_files, titled
+from walknoise.cli.app import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELLS = {"bash", "console", "sh", "shell"}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 GUIDE = "own-model.md"  # run by tests/test_docs_guide.py
+# What every page may assume: the own-model guide's files, and the README tour's model.
+START = ("mymodels.py", "sd.pt", "my_test.npz", "model.pt")
 
 # Commands that cannot run here as written: (pattern, reason). Each is still parse-checked.
 CANNOT_RUN = [
@@ -148,26 +151,44 @@ def _parse(args: list[str], what: str) -> None:
         group, ctx = sub, sub.make_context(name, rest, parent=ctx)
 
 
-@pytest.fixture(scope="module")
-def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A new user's directory: what the pages assume exists before their commands."""
-    yield tmp_path_factory.mktemp("user")
-
-
-def test_documented_commands_run(user_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_documented_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
-    monkeypatch.chdir(user_dir)
-    failed = []
+    sys.modules.pop("mymodels", None)  # the guide's, imported from each page's directory
+    start = tmp_path / "start"
+    start.mkdir()
+    monkeypatch.chdir(start)
+    monkeypatch.syspath_prepend(str(start))
+    make_guide_files(start)
+    pages: dict[str, list[Command]] = {}
     for command in runnable():
-        argv = command.argv
-        start = time.perf_counter()
-        if argv[0] == "python":
-            run = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True)
-            code, output = run.returncode, run.stderr
-        else:
-            result = CliRunner().invoke(cli, argv[1:])
-            code, output = result.exit_code, result.output
-        print(f"{time.perf_counter() - start:6.1f} s  exit {code}  {command}")
-        if code != 0:
-            failed.append(f"{command}\n{output.strip().splitlines()[-1:]}")
+        pages.setdefault(command.page, []).append(command)
+    assert next(iter(pages)) == "README.md", "the README trains the model.pt the others use"
+    failed = []
+    began = time.perf_counter()
+    for page, page_commands in pages.items():
+        here = tmp_path / page.replace("/", "_")
+        here.mkdir()
+        for name in START:
+            if (start / name).exists():
+                shutil.copy(start / name, here)
+        monkeypatch.chdir(here)
+        failed += [f"{c}\n{output}" for c in page_commands if (output := _run(c)) is not None]
+        if page == "README.md" and (here / "model.pt").exists():
+            shutil.copy(here / "model.pt", start)
+    sys.modules.pop("mymodels", None)
+    print(f"{time.perf_counter() - began:6.1f} s  all documented commands")
     assert failed == [], "\n".join(failed)
+
+
+def _run(command: Command) -> str | None:
+    """Run ``command`` in the working directory: None if it succeeds, else its last line."""
+    argv = command.argv
+    start = time.perf_counter()
+    if argv[0] == "python":
+        run = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True)
+        code, output = run.returncode, run.stderr
+    else:
+        result = CliRunner().invoke(cli, argv[1:])
+        code, output = result.exit_code, result.output
+    print(f"{time.perf_counter() - start:6.1f} s  exit {code}  {command}")
+    return None if code == 0 else "\n".join(output.strip().splitlines()[-1:])

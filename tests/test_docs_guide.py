@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from walknoise.cli.main import cli
 
 import walknoise
+from walknoise.cli.app import cli
 from walknoise.data import load_mnist
 from walknoise.models import build_model
 from walknoise.training import seeded_init
@@ -66,17 +66,24 @@ def guide_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     sys.modules.pop("mymodels", None)
 
 
-def test_own_model_guide_runs_as_written(guide_dir: Path) -> None:
-    torch.set_num_threads(1)
-    (guide_dir / "mymodels.py").write_text(titled("own-model.md", "python", "mymodels.py"))
+def make_guide_files(directory: Path) -> None:
+    """Steps 1 and 2 of the own-model guide in ``directory`` (the working directory, on
+    ``sys.path``): ``mymodels.py``, and ``sd.pt`` and ``my_test.npz`` from its
+    ``train_mine.py``, whose test set is cut to 200 images so that scans in CI are quick."""
+    (directory / "mymodels.py").write_text(titled("own-model.md", "python", "mymodels.py"))
     train = titled("own-model.md", "python", "train_mine.py")
-    small = 'load_mnist("train"), load_mnist("test").subset(200)'  # a quick scan in CI
+    small = 'load_mnist("train"), load_mnist("test").subset(200)'
     assert 'load_mnist("train"), load_mnist("test")' in train
-    (guide_dir / "train_mine.py").write_text(
+    (directory / "train_mine.py").write_text(
         train.replace('load_mnist("train"), load_mnist("test")', small)
     )
-    runpy.run_path(str(guide_dir / "train_mine.py"), run_name="__main__")
-    assert (guide_dir / "sd.pt").is_file() and (guide_dir / "my_test.npz").is_file()
+    runpy.run_path(str(directory / "train_mine.py"), run_name="__main__")
+    assert (directory / "sd.pt").is_file() and (directory / "my_test.npz").is_file()
+
+
+def test_own_model_guide_runs_as_written(guide_dir: Path) -> None:
+    torch.set_num_threads(1)
+    make_guide_files(guide_dir)
 
     # `walknoise layers` prints exactly the table the guide shows
     (layers,) = commands("own-model.md", "walknoise layers")
