@@ -6,6 +6,7 @@ import signal
 from collections import OrderedDict
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -55,6 +56,21 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 300) ->
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     return model.eval()
+
+
+def assert_same_accuracy(got: object, want: object, n: int, flips: int = 1) -> None:
+    """Accuracies of the same cells from two different computations (another batch split, σ
+    copies stacked or not, an ensemble), each a count of correct samples / ``n``.
+
+    Draws are equal by construction, but the arithmetic may round differently: BLAS kernels do
+    not promise that a sample's result is independent of the batch it is in, and differ
+    between CPUs. float32 rounds ~6e-8 relative per operation, so logits move by ~1e-6 of
+    their size, and a prediction flips only when its two top logits are that close: about
+    one sample in a million. ``flips`` samples per cell is then generous, and any real
+    difference (other draws, another σ, mixed batch statistics) flips many more.
+    """
+    a, b = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    np.testing.assert_allclose(a, b, rtol=0, atol=(flips + 0.5) / n)  # +0.5: not 2 flips
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,8 @@ def test_job_array_gives_the_local_accuracies(mlp_checkpoint: Path, tmp_path: Pa
     assert remote.returncode == 0, remote.stderr
     print(f"\nSLURM scan, 4 layers as one job array: {time.monotonic() - start:.1f} s")
     got, want = (walknoise.load(tmp_path / n).dataset for n in ("slurm.h5", "local.h5"))
+    # bit for bit: the test cluster is this machine and both runs use one thread, so the jobs
+    # do the local run's arithmetic (nodes with other CPUs would agree to float rounding only)
     np.testing.assert_array_equal(got["accuracy"].values, want["accuracy"].values)
     np.testing.assert_allclose(got["loss"].values, want["loss"].values, rtol=1e-6)
     scripts = list((tmp_path / "slurm.h5.slurm").glob("*_submission.sh"))

@@ -11,7 +11,7 @@ import xarray as xr
 from torch import nn
 
 import walknoise
-from tests.conftest import Residual, fit, learnable_data, tiny_mlp
+from tests.conftest import Residual, assert_same_accuracy, fit, learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import cell_seed
 from walknoise.walk import cells, runner
@@ -89,8 +89,11 @@ def test_fanout_equals_replicated_input(make, monkeypatch) -> None:
 
     monkeypatch.setattr(runner.LayerRunner, "_forward", replicate)
     plain = walknoise.scan(model, (x, y), **kwargs)
+    # Two computations of the same cells (the prefix once and fanned out, or on a replicated
+    # input): logits agree to float32 rounding (~1e-6 relative after a few layers), and a mean
+    # loss over 300 samples adds little to that; 1e-5 leaves room for a 10x larger error.
     np.testing.assert_allclose(fast.dataset["loss"], plain.dataset["loss"], rtol=1e-5)
-    np.testing.assert_array_equal(fast.accuracy, plain.accuracy)
+    assert_same_accuracy(fast.accuracy, plain.accuracy, n=len(y))
 
 
 def test_file_opens_in_xarray_with_coordinates(trained_mlp, data, tmp_path: Path) -> None:
@@ -133,7 +136,7 @@ def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, mon
         trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False
     )
     assert calls["n"] == 3 + 3  # only the three missing layers ran again
-    for name in full.dataset.data_vars:
+    for name in full.dataset.data_vars:  # bit for bit: the same path in the same process
         np.testing.assert_array_equal(resumed.dataset[name].values, full.dataset[name].values)
     assert walknoise.load(out).complete
 
@@ -184,8 +187,15 @@ def test_sigma_up_to_1e16_poisons_no_other_cell(trained_mlp, data, dtype, noise)
     kwargs = dict(repeats=2, progress=False, noise=noise, layers=["<input>", "fc1", "fc2"])
     huge = walknoise.scan(model, data, sigmas="1e-3,1e-1,1e4,1e10,1e16", **kwargs).dataset
     small = walknoise.scan(model, data, sigmas="1e-3,1e-1", **kwargs).dataset
-    for name in ("accuracy", "loss", "nonfinite_fraction"):
-        np.testing.assert_array_equal(huge[name].values[:, :2], small[name].values, err_msg=name)
+    # Five σ stack more copies per forward pass than two: another batch shape, so the same
+    # cells may round differently (see assert_same_accuracy). Losses then agree to a few units
+    # of the dtype's rounding (16 u: float32 1e-6, bfloat16 6%), and no sample of the fitted
+    # model has its two top logits within 16 u of each other (measured), so none can flip.
+    # Poisoning by the huge σ would give NaN, inf or chance-level cells instead.
+    rtol = 16 * torch.finfo(dtype).eps / 2
+    np.testing.assert_allclose(huge["loss"].values[:, :2], small["loss"].values, rtol=rtol)
+    for name in ("accuracy", "nonfinite_fraction"):  # both a count of samples / n
+        assert_same_accuracy(huge[name].values[:, :2], small[name].values, n=len(data[1]))
     for name in ("accuracy", "accuracy_drop", "nonfinite_fraction"):
         assert np.isfinite(huge[name].values).all(), name
     acc, nonfinite = huge["accuracy"].values, huge["nonfinite_fraction"].values

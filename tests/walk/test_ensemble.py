@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import learnable_data, tiny_mlp
+from tests.conftest import assert_same_accuracy, learnable_data, tiny_mlp
 from walknoise.data import TensorData
 from walknoise.noise.kinds import Additive, Combined, Multiplicative, Noise
 from walknoise.training import TrainConfig
@@ -41,6 +41,10 @@ def together(
 
 
 def assert_close(a: list[nn.Module], b: list[nn.Module], atol: float = 1e-5) -> None:
+    """Weights of two trainings. The default ``atol`` is for batched vs one-by-one training:
+    other kernels round differently (~6e-8 relative per operation), which 18 Adam steps of
+    lr 1e-2 carry into the weights (measured: 6e-8, one unit in the last place; another
+    CPU's kernels may round more often). 1e-5 is still far below a wrong draw's effect."""
     for ma, mb in zip(a, b, strict=True):
         for (name, pa), pb in zip(ma.state_dict().items(), mb.state_dict().values(), strict=True):
             torch.testing.assert_close(pa, pb, rtol=0, atol=atol, msg=name)
@@ -115,4 +119,5 @@ def test_train_phase_uses_the_ensemble_where_it_can(batchnorm: bool) -> None:
     torch.testing.assert_close(
         torch.as_tensor(fast["weight_l2"]), torch.as_tensor(slow["weight_l2"]), rtol=1e-5, atol=0
     )
-    assert (abs(fast["trained_accuracy"] - slow["trained_accuracy"]) <= 1 / 200).all()
+    # batched and one-by-one training round differently: a test sample (of 200) may flip
+    assert_same_accuracy(fast["trained_accuracy"], slow["trained_accuracy"], n=200)

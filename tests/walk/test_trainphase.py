@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import learnable_data, tiny_mlp
+from tests.conftest import assert_same_accuracy, learnable_data, tiny_mlp
 from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import Additive, Multiplicative, Noise
@@ -81,11 +81,12 @@ def test_cell_reproducible_from_its_seed() -> None:
         model, tp.test.x, tp.test.y, Multiplicative(), [2.0], batch_size=100, max_batch=100
     )
     stats = runner.run_repeat("fc1", ["fc1"], [1.0], 3, 1)
-    assert out["trained_accuracy"][1, 1] == stats.accuracy()[0]
     names = param_layers(model)
     # The ensemble trains the copies as one batched computation, this model alone: the same
     # arithmetic in another order, so the weights agree to float32 rounding (~1e-7 relative
-    # per step, a few hundred steps), not to the bit on every CPU.
+    # per step, a few hundred steps), not to the bit on every CPU; and so do the accuracies,
+    # up to a sample whose two top logits are that close.
+    assert_same_accuracy(out["trained_accuracy"][1, 1], stats.accuracy()[0], n=len(tp.test.y))
     assert out["weight_kurtosis"][1, 1, 0] == pytest.approx(
         kurtosis(dict(model.named_modules())[names[0]].weight.detach()), rel=1e-5
     )
