@@ -14,13 +14,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import torch
 from torch import nn
 
 from walknoise.errors import WalknoiseError
 from walknoise.io.files import temp_beside
+from walknoise.models.repair import (
+    is_state_dict,
+    nested_state,
+    report,
+    strip_prefix,
+    stripped,
+    took_entry,
+)
 from walknoise.models.zoo import ARCHS, build_model, import_from_cwd
 
 FORMAT = "walknoise-checkpoint"
@@ -163,14 +171,6 @@ def _read(path: Path, data: bytes, trust_pickle: bool) -> Any:
         ) from exc
 
 
-def _is_state_dict(obj: object) -> TypeGuard[Mapping[str, torch.Tensor]]:
-    return (
-        isinstance(obj, Mapping)
-        and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
-
-
 def _fit_problems(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
     expected = model.state_dict()
     problems = [f"missing key {k!r}" for k in expected if k not in state]
@@ -191,7 +191,9 @@ def _build_and_load(
     arch_kwargs: Mapping[str, Any],
     input_shape: tuple[int, ...] | None,
     num_classes: int | None,
+    notes: list[str],
 ) -> tuple[nn.Module, dict[str, Any]]:
+    """The model ``arch`` builds, with ``state`` loaded; what had to be done goes to ``notes``."""
     kwargs = dict(arch_kwargs)
     if arch in ARCHS:
         # Zoo factories need the data geometry; the file or the caller supplies it.
@@ -203,6 +205,11 @@ def _build_and_load(
         kwargs["input_shape"] = tuple(kwargs["input_shape"])
     model = build_model(arch, **kwargs)
     problems = _fit_problems(model, state)
+    unwrapped = strip_prefix(state, list(model.state_dict())) if problems else None
+    if unwrapped is not None:
+        prefix, state = unwrapped
+        notes.append(stripped(prefix))
+        problems = _fit_problems(model, state)
     if not problems:
         try:
             model.load_state_dict(state, strict=True)
@@ -249,6 +256,32 @@ def _check_stored_factory(path: Path, stored: str, arch: str | None, trust_pickl
         )
 
 
+def _load_bare(
+    path: Path,
+    obj: Mapping[Any, Any],
+    arch: str | None,
+    arch_kwargs: Mapping[str, Any] | None,
+    shape: tuple[int, ...] | None,
+    notes: list[str],
+) -> tuple[nn.Module, dict[str, Any], int | None]:
+    """A bare state dict, or one in an entry of a training checkpoint, built as ``arch``."""
+    state, what = obj, "a bare state dict"
+    found = None if is_state_dict(obj) else nested_state(obj)
+    if found is not None:
+        key, state = found
+        what = f"a training checkpoint: its {key!r} entry is a state dict"
+        notes.append(took_entry(obj, key))
+    if arch is None:
+        raise WalknoiseError(
+            f"{path} is {what}; pass arch='package.module:factory' (or a zoo name) to build "
+            "the model it belongs to",
+            argument="arch",
+        )
+    classes = _guess_num_classes(state) if arch in ARCHS else None
+    model, kwargs = _build_and_load(path, state, arch, arch_kwargs or {}, shape, classes, notes)
+    return model, kwargs, classes
+
+
 def load_model(
     path: str | os.PathLike[str],
     *,
@@ -281,6 +314,7 @@ def load_model(
     used_kwargs: dict[str, Any] = {}
     classes: int | None = None
     meta: dict[str, Any] = {}
+    notes: list[str] = []  # how the file had to be read, said in one log line
 
     if isinstance(obj, nn.Module):
         model = obj
@@ -293,7 +327,7 @@ def load_model(
             )
         state = obj.get("state_dict")
         stored_arch = obj.get("arch")
-        if not _is_state_dict(state) or not isinstance(stored_arch, str) or version is None:
+        if not is_state_dict(state) or not isinstance(stored_arch, str) or version is None:
             raise WalknoiseError(
                 f"{p} is a damaged walknoise checkpoint (no version, state_dict or arch); "
                 "re-save it"
@@ -309,29 +343,22 @@ def load_model(
             # Stored kwargs describe the stored arch; they would likely break another one.
             same = arch is None or arch == stored_arch
             arch_kwargs = (obj.get("arch_kwargs") or {}) if same else {}
-        model, used_kwargs = _build_and_load(p, state, used_arch, arch_kwargs, shape, classes)
+        model, used_kwargs = _build_and_load(
+            p, state, used_arch, arch_kwargs, shape, classes, notes
+        )
         meta = dict(obj.get("meta") or {})
-    elif _is_state_dict(obj):
-        if arch is None:
-            raise WalknoiseError(
-                f"{p} is a bare state dict; pass arch='package.module:factory' (or a zoo "
-                "name) to build the model it belongs to",
-                argument="arch",
-            )
-        classes = _guess_num_classes(obj) if arch in ARCHS else None
-        model, used_kwargs = _build_and_load(p, obj, arch, arch_kwargs or {}, shape, classes)
+    elif is_state_dict(obj) or (isinstance(obj, Mapping) and nested_state(obj)):
+        model, used_kwargs, classes = _load_bare(p, obj, arch, arch_kwargs, shape, notes)
         used_arch = arch
     else:
-        hint = ""
-        if isinstance(obj, Mapping) and _is_state_dict(obj.get("state_dict")):
-            hint = " (it has a 'state_dict' entry: re-save that entry alone)"
         raise WalknoiseError(
-            f"{p} holds a {type(obj).__name__}, not a model{hint}; accepted are {_FORMS}"
+            f"{p} holds a {type(obj).__name__}, not a model; accepted are {_FORMS}"
         )
 
     if isinstance(used_kwargs.get("num_classes"), int):
         classes = used_kwargs["num_classes"]  # what the model was actually built with
     _check_finite(p, model)
+    report(p, notes)
     model.eval()
     return LoadedModel(
         model=model,
