@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 
+import numpy as np
 import torch
 
+import walknoise
 from tests.cli.conftest import assert_user_error, invoke
 
 FAST = ("--sigmas", "0.1,1", "--repeats", "1", "--quiet")
@@ -38,3 +43,44 @@ def test_rerun_on_the_same_data_resumes(mlp_checkpoint, tmp_path) -> None:
     again = invoke("scan", mlp_checkpoint, "--data", copied, *FAST, "-o", out)
     assert again.exit_code == 0, again.output
     assert again.stdout == first.stdout
+
+
+def _disk_full_after(monkeypatch, files: int) -> None:
+    """The disk fills up after ``files`` whole-file fsyncs: creation is the first, each
+    finished layer one more (directory fsyncs pass)."""
+    calls = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            calls.append(fd)
+            if len(calls) > files:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_disk_full_at_creation_is_one_line(mlp_checkpoint, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "r.h5"
+    _disk_full_after(monkeypatch, 0)
+    result = invoke("scan", mlp_checkpoint, *FAST, "--no-global", "-o", out)
+    assert_user_error(result, f"cannot create {out}: No space left on device")
+    assert not out.exists()
+
+
+def test_disk_full_at_a_later_layer_keeps_the_finished_ones(
+    mlp_checkpoint, tmp_path, monkeypatch
+) -> None:
+    out = tmp_path / "r.h5"
+    _disk_full_after(monkeypatch, 3)  # the file and two layers
+    result = invoke("scan", mlp_checkpoint, *FAST, "-o", out)
+    assert_user_error(result, f"cannot update {out}: No space left on device")
+    assert "run the same" in result.stderr
+    kept = walknoise.load(out).dataset
+    assert kept["layer_done"].values.tolist()[:3] == [1, 1, 0]
+    assert np.isfinite(kept["accuracy"].values[:2]).all()
+    monkeypatch.undo()  # space freed: the same command finishes the scan
+    resumed = invoke("scan", mlp_checkpoint, *FAST, "-o", out)
+    assert resumed.exit_code == 0, resumed.output
+    assert walknoise.load(out).complete

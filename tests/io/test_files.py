@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 import xarray as xr
 
 from tests.conftest import tiny_mlp
+from walknoise.errors import WalknoiseError
 from walknoise.io import netcdf
 from walknoise.models import save_checkpoint
 
@@ -56,3 +58,41 @@ def test_an_update_keeps_the_files_mode(umask, tmp_path: Path) -> None:
     netcdf.save(path, _dataset())  # replacing it keeps it too
     assert _mode(path) == 0o640
     assert netcdf.stale_temps(path) == []
+
+
+def _disk_full(monkeypatch: pytest.MonkeyPatch, after: int = 0) -> list[int]:
+    """Every ``os.fsync`` of a file after the first ``after`` fails as on a full disk (the
+    moment a real ENOSPC shows at the latest); directory fsyncs pass."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            calls.append(fd)
+            if len(calls) > after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_disk_full_at_creation_is_one_line_and_leaves_nothing(tmp_path, monkeypatch) -> None:
+    _disk_full(monkeypatch)
+    path = tmp_path / "r.h5"
+    with pytest.raises(WalknoiseError) as err:
+        netcdf.save(path, _dataset())
+    message = str(err.value)
+    assert message.startswith(f"cannot create {path}: No space left on device")
+    assert "\n" not in message and not path.exists() and netcdf.stale_temps(path) == []
+
+
+def test_disk_full_at_an_update_leaves_the_file_intact(tmp_path, monkeypatch) -> None:
+    path = netcdf.save(tmp_path / "r.h5", _dataset())
+    before = path.read_bytes()
+    _disk_full(monkeypatch)
+    full = r"cannot update .*: No space left on device \(ENOSPC\); the file is intact; run it"
+    with pytest.raises(WalknoiseError, match=full):
+        netcdf.write_at(path, 1, {"v": 5.0}, fix="run it again")
+    assert path.read_bytes() == before and netcdf.stale_temps(path) == []
+    assert netcdf.open_dataset(path, "test")["v"].values.tolist() == [1.0, 2.0]

@@ -10,17 +10,19 @@ of them.
 Writing goes through h5py rather than ``Dataset.to_netcdf``: a scan rewrites one layer's
 slab in place (:func:`write_at`) in a file whose layout must stay exactly the one
 :func:`save` made (no chunking or compression chosen by a backend, booleans as int8), and
-every write, whole or partial, edits a temporary copy that is fsynced and renamed into
-place (``os.replace`` is atomic), so a reader never sees half a file. Reading goes through
+every write, whole or partial, edits a copy in memory that is written to a temporary file,
+fsynced and renamed into place (``os.replace`` is atomic), so a reader never sees half a
+file, and a full disk is one error with the old file intact. Reading goes through
 xarray + h5netcdf after a cheap h5py look at the root attributes, so a foreign or outdated
 file is refused with one line before xarray parses it.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
+import io
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -50,26 +52,32 @@ STR = h5py.string_dtype("utf-8")
 WRITING = threading.Lock()
 """Held while a results file is replaced; a hard stop (``walknoise.cli.interrupt``) waits for it."""
 REWRITE = "check the path, or write the file again with this walknoise"
+NO_SPACE = "free some space or choose another path"
 
 
 # --- writing ----------------------------------------------------------------------------------
 
 
-def save(path: str | Path, ds: xr.Dataset) -> Path:
-    """Write ``ds`` (every dim must have a coordinate) atomically to ``path``."""
+def save(path: str | Path, ds: xr.Dataset, fix: str = NO_SPACE) -> Path:
+    """Write ``ds`` (every dim must have a coordinate) atomically to ``path``; an ``OSError``
+    is one line ending with ``fix``."""
     path = Path(path)
     missing = [str(d) for d in ds.dims if d not in ds.coords]
     if missing:
         raise ValueError(f"dimensions without coordinates: {missing}")  # a bug, not a user error
-    atomic_update(path, lambda f: _write(f, ds), new=True)
+    atomic_update(path, lambda f: _write(f, ds), new=True, fix=fix)
     return path
 
 
 def write_at(
-    path: Path, index: int, values: Mapping[str, Any], whole: Mapping[str, Any] | None = None
+    path: Path,
+    index: int,
+    values: Mapping[str, Any],
+    whole: Mapping[str, Any] | None = None,
+    fix: str = NO_SPACE,
 ) -> None:
     """Set entry ``index`` of the leading axis of each of ``values`` (and all of each of
-    ``whole``) in the existing file ``path``, atomically."""
+    ``whole``) in the existing file ``path``, atomically; an ``OSError`` ends with ``fix``."""
 
     def update(f: h5py.File) -> None:
         for name, value in values.items():
@@ -77,7 +85,7 @@ def write_at(
         for name, value in (whole or {}).items():
             f[name][...] = value
 
-    atomic_update(path, update)
+    atomic_update(path, update, fix=fix)
 
 
 def _array(values: Any) -> np.ndarray:
@@ -197,27 +205,65 @@ def _decode(value: Any) -> Any:
 # --- atomic replacement -----------------------------------------------------------------------
 
 
-def atomic_update(path: Path, edit: Callable[[h5py.File], None], *, new: bool = False) -> None:
+def atomic_update(
+    path: Path,
+    edit: Callable[[h5py.File], None],
+    *,
+    new: bool = False,
+    fix: str = NO_SPACE,
+) -> None:
     """Apply ``edit`` to a copy of ``path`` (an empty file if ``new``) and rename it into
-    place: a kill at any moment leaves the old file or the new one, never a torn one."""
+    place: a kill at any moment leaves the old file or the new one, never a torn one.
+
+    The copy is edited in memory (HDF5's core driver) and written with plain file I/O, so a
+    full disk or any other ``OSError`` surfaces as one :class:`WalknoiseError` (naming the
+    path and the error, ending with ``fix``) rather than inside HDF5, where a failed write
+    at file creation can crash the process; the file on disk stays as it was.
+    """
     path = Path(path)
     if not path.parent.exists():
         raise WalknoiseError(
             f"directory {path.parent} does not exist; create it or choose another output path"
         )
+    existed = path.exists()
     with WRITING, _interrupt_held():
-        tmp = temp_beside(path)  # the new file's mode: the umask's, or the old file's
         try:
-            if not new:
-                shutil.copyfile(path, tmp)
-            with h5py.File(tmp, "w" if new else "r+") as f:
-                edit(f)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)  # so the rename itself survives a power cut
-        finally:
-            tmp.unlink(missing_ok=True)
+            _replace(path, _edited_image(path, edit, new))
+        except OSError as err:
+            kept = "the file is intact" if existed else "nothing was written"
+            raise WalknoiseError(
+                f"cannot {'update' if existed else 'create'} {path}: {_os_error(err)}; "
+                f"{kept}; {fix}"
+            ) from None
+
+
+def _edited_image(path: Path, edit: Callable[[h5py.File], None], new: bool) -> bytes:
+    """The bytes of ``path`` (or of an empty file) after ``edit``, made in memory."""
+    buffer = io.BytesIO(b"" if new else path.read_bytes())
+    with h5py.File(buffer, "w" if new else "r+") as f:
+        edit(f)
+    return buffer.getvalue()
+
+
+def _replace(path: Path, image: bytes) -> None:
+    tmp = temp_beside(path)  # the new file's mode: the umask's, or the old file's
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(image)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)  # so the rename itself survives a power cut
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _os_error(err: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the system's text and the errno's name."""
+    if err.errno is None:
+        return " ".join(str(err).split())[:200]
+    name = errno.errorcode.get(err.errno, str(err.errno))
+    return f"{err.strerror or os.strerror(err.errno)} ({name})"
 
 
 def _fsync_dir(directory: Path) -> None:

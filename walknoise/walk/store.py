@@ -119,7 +119,7 @@ def create(
 ) -> xr.Dataset:
     """Write a new file with the grid of ``names`` preallocated (NaN, nothing done)."""
     ds = empty(coords, layer_type, attrs, names)
-    netcdf.save(path, ds)
+    netcdf.save(path, ds, fix=f"{netcdf.NO_SPACE}, then run the scan again")
     return ds
 
 
@@ -132,8 +132,12 @@ def write_layer(
 ) -> None:
     """Store one finished layer (``whole``: variables without a layer axis) and set its
     ``done`` flag, atomically."""
-    netcdf.write_at(path, index, {**values, done: 1}, whole)
+    netcdf.write_at(path, index, {**values, done: 1}, whole, fix=KEEPS_LAYERS)
 
+
+KEEPS_LAYERS = (
+    "it keeps every layer finished before: free some space and run the same scan again to resume"
+)
 
 # How to get past a file that is not (or no longer) a readable results file: a scan may
 # replace it, a reader can only be pointed elsewhere.
