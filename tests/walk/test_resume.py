@@ -108,3 +108,18 @@ def test_fingerprint_in_chunks_equals_one_pass(data, monkeypatch) -> None:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.contiguous().numpy().tobytes())
     assert chunked == h.hexdigest()
+
+
+def _modes(model: torch.nn.Module) -> dict[str, bool]:
+    return {name: m.training for name, m in model.named_modules()}
+
+
+def test_scan_gives_the_model_back_in_its_own_modes(trained_mlp, data, tmp_path) -> None:
+    model = copy.deepcopy(trained_mlp).train()
+    model.fc2.eval()  # a mix: every submodule's own flag comes back, not one for all
+    before = _modes(model)
+    walknoise.scan(model, data, **KW)
+    assert _modes(model) == before
+    with pytest.raises(WalknoiseError, match="does not exist"):  # fails after the planning
+        walknoise.scan(model, data, output=tmp_path / "no" / "r.h5", **KW)
+    assert _modes(model) == before

@@ -7,7 +7,8 @@ layers wherever they run and hand them back; each one is written as it arrives.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +175,9 @@ def run_spec(
     whose job failed (SLURM) are submitted again up to ``retries`` times.
     """
     executor = executor or Serial()
-    # every pass sees the logits; the selector hook travels with the model to the workers
-    with selecting_output(model, spec.output_key):
+    # every pass sees the logits; the selector hook travels with the model to the workers;
+    # the walk needs eval mode, and the caller gets the model back in its own modes
+    with selecting_output(model, spec.output_key), kept_modes(model):
         plan = make_plan(model, data, spec, _planning_device(spec, executor))
         path = Path(output) if output else None
         ds = prepare(plan, path, overwrite)
@@ -192,6 +194,17 @@ def run_spec(
             "run the same scan again to compute the rest"
         )
     return Result(ds)
+
+
+@contextmanager
+def kept_modes(model: nn.Module) -> Iterator[None]:
+    """Restore every submodule's ``training`` flag when the block ends, however it ends."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _run_all(
