@@ -82,6 +82,8 @@ class Walknoise(LazyGroup):
       comes first, as in argparse: ``error: --ratio: ratio=1.5 is outside [0, 1]; ...``.
       An argument such as ``MODEL`` is named by its metavar.
     * A click usage error prints ``error: <click's message>; see `walknoise CMD -h```.
+    * An exception raised inside the user's model, wherever a command runs it, prints
+      ``error: the model failed in module ...`` (``walknoise.walk.guard``).
     * Ctrl-C prints ``interrupted`` and exits with code 130 (``scan`` says more, see
       ``cli/interrupt.py``), also while click parses the command line, where click itself
       would print ``Aborted!`` and exit with code 1.
@@ -112,6 +114,20 @@ class Walknoise(LazyGroup):
             sys.exit(2)
         except KeyboardInterrupt:
             interrupted()
+        except Exception as err:  # one from the user's model is theirs; any other, a bug
+            failed = _model_error(err)
+            if failed is None:
+                raise
+            click.echo(error_line(failed, None), err=True)
+            sys.exit(2)
+
+
+def _model_error(err: Exception) -> WalknoiseError | None:
+    if "torch" not in sys.modules:
+        return None  # no model ran; and `walknoise --help` stays free of torch
+    from walknoise.walk.guard import model_error
+
+    return model_error(err)
 
 
 def error_line(err: WalknoiseError, command: click.Command | None) -> str:

@@ -44,7 +44,7 @@ class Net(nn.Module):
         return self.blocks(x)
 
 
-def build():
+def build(**_):  # train passes input_shape and num_classes
     return Net()
 """
 
@@ -72,3 +72,19 @@ def test_a_model_asserting_its_input_shape_is_one_line(
         "error: the model failed in module 'blocks.0.attn' (Attention) on input of shape "
         "(2, 1, 28, 28): AssertionError: assert x.shape[1] == 3",
     )
+
+
+def test_any_command_running_the_users_model_reports_its_failure_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `train` runs the model outside a scan's guarded steps: the command line guards it too
+    monkeypatch.chdir(tmp_path)
+    user_module(tmp_path, "timm_style_train", TIMM_STYLE)
+    args = ("--arch", "timm_style_train:build", "--epochs", "1", "-o", "m.pt")
+    result = invoke("train", *args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.splitlines()[-1] == (  # after the progress bar train always draws
+        "error: the model failed in module 'blocks.0.attn' (Attention) on input of shape "
+        "(64, 1, 28, 28): AssertionError: assert x.shape[1] == 3"
+    )
+    assert not (tmp_path / "m.pt").exists()

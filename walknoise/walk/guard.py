@@ -52,13 +52,19 @@ def model_errors() -> Iterator[None]:
     """
     try:
         yield
-    except WalknoiseError:
-        raise
     except Exception as err:
-        failure = _locate(err)
-        if failure is None:
+        failed = model_error(err)
+        if failed is None:
             raise
-        raise WalknoiseError(failure.message(err)) from err
+        raise failed from err
+
+
+def model_error(err: BaseException) -> WalknoiseError | None:
+    """``err`` as a one-line WalknoiseError if the user's model raised it, else None."""
+    if isinstance(err, WalknoiseError) or not isinstance(err, Exception):
+        return None
+    failure = _locate(err)
+    return None if failure is None else WalknoiseError(failure.message(err))
 
 
 @dataclass(frozen=True)
