@@ -77,4 +77,4 @@ def stripped(prefix: str) -> str:
 def report(path: Path, notes: Sequence[str]) -> None:
     """One log line saying how the file was read, if it needed any of the above."""
     if notes:
-        log.warning("walknoise: %s: %s", path, "; ".join(notes))
+        log.warning("%s: %s", path, "; ".join(notes))
