@@ -18,6 +18,7 @@ from walknoise.noise.inject import Fanout, cell_seed, hooks, make_generator
 from walknoise.noise.kinds import Noise
 from walknoise.noise.points import GLOBAL
 from walknoise.noise.sites import tap
+from walknoise.walk.batchstats import mixes_samples
 from walknoise.walk.metrics import BatchStats, score
 
 ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
@@ -110,15 +111,27 @@ class LayerRunner:
         self.sigmas = torch.tensor(list(sigmas), dtype=torch.float32, device=x.device)
         self.batch_size, self.max_batch = batch_size, max_batch
         self.widths = dict(widths or {})
+        self._mixes: dict[tuple[str, ...], bool] = {}
 
     def chunk(self, batch: int, points: Sequence[str]) -> int:
         """σ copies per forward pass: within ``max_batch`` samples and the element budget.
 
         The budget bounds the widest activation the stacked copies meet after the point;
         stacks that outgrow the CPU cache run slower, not faster (measured on LeNet-5).
+        A model whose samples meet in a batch statistic gets one copy per pass: its batch is
+        then exactly the ``batch_size`` samples the user chose, whatever the grid.
         """
+        if self.mixes(points):
+            return 1
         width = max((self.widths.get(p, 1) for p in points), default=1)
         return max(1, min(self.max_batch // batch, ELEMENT_BUDGET // (batch * width)))
+
+    def mixes(self, points: Sequence[str]) -> bool:
+        """Whether a sample's output depends on the others in its batch (probed once)."""
+        key = tuple(points)
+        if key not in self._mixes:
+            self._mixes[key] = mixes_samples(self.model, self.x, points)
+        return self._mixes[key]
 
     def run_repeat(
         self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int, repeat: int
@@ -149,6 +162,7 @@ class LayerRunner:
         fanout_ok: bool | None,
         gens: Sequence[torch.Generator] | None = None,
     ) -> tuple[BatchStats, bool]:
+        self.mixes(points)  # probed now, with no noise hooks in the way
         fo = Fanout(sigmas=self.sigmas)
         stats = BatchStats.zeros(len(self.sigmas), self.x.device)
         with (
