@@ -11,6 +11,7 @@ the listings; ``tests/cli/test_lazy.py`` checks it against the commands' own doc
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -102,6 +103,9 @@ class Walknoise(LazyGroup):
             interrupted()
 
     def invoke(self, ctx: click.Context) -> Any:
+        warnings = logging.getLogger("walknoise")
+        line = WarningLine(logging.WARNING)
+        warnings.addHandler(line)
         try:
             return super().invoke(ctx)
         except WalknoiseError as err:
@@ -120,6 +124,15 @@ class Walknoise(LazyGroup):
                 raise
             click.echo(error_line(failed, None), err=True)
             sys.exit(2)
+        finally:
+            warnings.removeHandler(line)
+
+
+class WarningLine(logging.Handler):
+    """The library's logged warnings as ``warning: <message>``, one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {' '.join(record.getMessage().split())}", err=True)
 
 
 def _model_error(err: Exception) -> WalknoiseError | None:

@@ -84,3 +84,16 @@ def test_disk_full_at_a_later_layer_keeps_the_finished_ones(
     resumed = invoke("scan", mlp_checkpoint, *FAST, "-o", out)
     assert resumed.exit_code == 0, resumed.output
     assert walknoise.load(out).complete
+
+
+def test_below_chance_is_one_warning_line(mlp_checkpoint, tmp_path) -> None:
+    from walknoise.data import load_mnist
+
+    mnist = load_mnist("test").subset(500)
+    data = tmp_path / "shifted.pt"
+    torch.save({"x": mnist.x, "y": (mnist.y + 1) % 10}, data)  # every label moved by one
+    result = invoke("scan", mlp_checkpoint, "--data", data, *FAST, "-o", tmp_path / "r.h5")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: clean accuracy 0.0"), lines
+    assert "below chance 0.1 (10 classes" in lines[0]

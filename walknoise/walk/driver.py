@@ -227,7 +227,7 @@ def _run_all(
                 break
             tasks = [f.task for f in failed]
             again = "submitting them again" if attempt < retries else "giving up"
-            log.warning("walknoise: %s failed, %s", _count(failed), again)
+            log.warning("%s failed, %s", _count(failed), again)
     return failed
 
 
@@ -260,7 +260,7 @@ def _run(
     for outcome in executor.map(work, tasks):
         task = outcome.task
         if isinstance(outcome, LayerFailed):
-            log.warning("walknoise: layer %s: %s", task.layer, outcome.message)
+            log.warning("layer %s: %s", task.layer, outcome.message)
             failed.append(outcome)
             continue
         if path is not None:

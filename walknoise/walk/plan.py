@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,37 @@ def model_fingerprint(model: nn.Module) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
+
+
+log = logging.getLogger("walknoise")
+
+BELOW_CHANCE_P = 1e-3
+"""Warn when a model this good or worse would be this rare if it guessed: one scan in a
+thousand of a guessing model is warned about, any real bug much more surely."""
+
+
+def below_chance(accuracy: float, n: int, classes: int) -> bool:
+    """Whether ``accuracy`` on ``n`` samples is significantly below 1/``classes``: a
+    one-sided binomial test (``P(X <= correct) < BELOW_CHANCE_P`` for X ~ Bin(n, 1/classes)),
+    so a small test set missing chance by luck is not flagged."""
+    from scipy.stats import binom  # scipy.stats takes a while to import; most scans never ask
+
+    correct = round(accuracy * n)
+    return bool(binom.cdf(correct, n, 1.0 / classes) < BELOW_CHANCE_P)
+
+
+def _warn_below_chance(clean: Clean, n: int) -> None:
+    if below_chance(clean.accuracy, n, clean.num_classes):
+        log.warning(
+            "clean accuracy %.4f on %d samples is below chance %.3g (%d classes, binomial "
+            "p < %g): the labels may be permuted, the inputs normalised differently than in "
+            "training, or the model made for other data",
+            clean.accuracy,
+            n,
+            1.0 / clean.num_classes,
+            clean.num_classes,
+            BELOW_CHANCE_P,
+        )
 
 
 FINGERPRINTS = {"data": "data_sha256", "model": "model_sha256"}
@@ -95,6 +127,8 @@ def make_plan(
     found = points.points
     chosen = [p.name for p in select(found, spec.layers, spec.types, points.skipped)]
     clean = clean_pass(model, x, y, chosen, spec.batch_size)
+    if spec.phase != "train":  # the train phase's model may be an untrained template
+        _warn_below_chance(clean, len(td))
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
     # The data and the model by content, not by name: a resume on other samples of the same
     # size (or other weights) must be refused, and a renamed copy of the same file may resume.
