@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from walknoise.errors import WalknoiseError
+from walknoise.progress import progress_bar
 
 SCHEDULES = ("cosine", "constant")
 
@@ -156,7 +156,7 @@ def train_model(
     history: list[dict[str, float]] = []
     loss_sum, correct, seen, step = 0.0, 0, 0, 0
     model.train()
-    with tqdm(total=total_steps, desc="train", unit="step", disable=not progress) as bar:
+    with progress_bar(total=total_steps, desc="train", unit="step", disable=not progress) as bar:
         for epoch in range(1, config.epochs + 1):
             order = torch.randperm(len(x), generator=generator)
             loss_sum, correct, seen = 0.0, 0, 0

@@ -25,7 +25,6 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from walknoise.data import resolve_data
 from walknoise.devices import resolve_device
@@ -45,6 +44,7 @@ from walknoise.noise.inject import cell_seed, inject, make_generator
 from walknoise.noise.kinds import make_noise
 from walknoise.noise.points import INPUT, discover, select
 from walknoise.noise.sites import split_point
+from walknoise.progress import progress_bar, tqdm
 from walknoise.types import DeviceName, NoiseKind
 from walknoise.walk.spec import check_sigmas, parse_sigmas
 
@@ -314,7 +314,7 @@ def measure(
     total = len(spec.sigmas) * len(batches)
     try:
         ds["loss_clean"].values[0] = _clean_loss(model, batches, spec.loss)
-        with tqdm(total=total, unit="batch", desc="gni", disable=not progress) as bar:
+        with progress_bar(total=total, unit="batch", desc="gni", disable=not progress) as bar:
             for i, sigma in enumerate(spec.sigmas):
                 grads, noisy = _collect(model, batches, points, params, coords, spec, sigma, bar)
                 ds["loss_noisy"].values[i, 0] = noisy

@@ -25,7 +25,6 @@ import xarray as xr
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
-from tqdm.auto import tqdm
 
 from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
@@ -35,6 +34,7 @@ from walknoise.nin.probe import ModelFactory, model_factory, train_test_data
 from walknoise.nin.results import file_attrs
 from walknoise.nin.train import torch_threads
 from walknoise.noise.inject import inject
+from walknoise.progress import progress_bar
 from walknoise.training import TrainConfig, evaluate, seeded_init, train_model
 from walknoise.walk.driver import scan
 from walknoise.walk.spec import parse_sigmas
@@ -209,7 +209,7 @@ def compare(
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     with torch_threads(threads):
         cells = [(i, k) for i in range(len(cfg.methods)) for k in range(len(cfg.seeds))]
-        for i, k in tqdm(cells, desc="nin compare", unit="model", disable=not progress):
+        for i, k in progress_bar(cells, desc="nin compare", unit="model", disable=not progress):
             rows[i, k] = _evaluate_cell(cfg.methods[i], factory, train, test, cfg, cfg.seeds[k])
     result = CompareResult(_dataset(cfg, rows, _attrs(cfg, arch, train, test)))
     if output is not None:

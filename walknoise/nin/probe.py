@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from walknoise.data import TensorData, resolve_data
 from walknoise.devices import resolve_device
@@ -35,6 +34,7 @@ from walknoise.nin.results import (
     load_probe,
 )
 from walknoise.nin.train import torch_threads, train_trace
+from walknoise.progress import progress_bar
 from walknoise.training import seeded_init
 from walknoise.types import Device
 
@@ -115,7 +115,7 @@ def _probe(
     every = cfg.eval_every or max(1, steps // 500)
     runs = Runs()
     total = len(cfg.seeds) * len(cfg.lr) * (len(cfg.sigma_eps) + 1) * steps
-    with tqdm(total=total, unit="step", desc="nin probe", disable=not progress) as bar:
+    with progress_bar(total=total, unit="step", desc="nin probe", disable=not progress) as bar:
         for k, seed in enumerate(cfg.seeds):
             for j, lr in enumerate(cfg.lr):
                 for i in (-1, *range(len(cfg.sigma_eps))):  # -1: the reference run

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 import xarray as xr
 from torch import nn
-from tqdm.auto import tqdm
 
 from walknoise.data import resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.lock import locks_output
 from walknoise.noise.kinds import make_noise
+from walknoise.progress import progress_bar
 from walknoise.training import TrainConfig
 from walknoise.types import Device, ExecutorName, NoiseKind, ScanPhase
 from walknoise.walk import store
@@ -220,7 +220,9 @@ def _run_all(
     spec = work.plan.spec
     cells = spec.repeats * len(spec.sigmas)
     failed: list[LayerFailed] = []
-    with tqdm(total=len(tasks) * cells, unit="cell", disable=not progress, desc="scan") as bar:
+    with progress_bar(
+        total=len(tasks) * cells, unit="cell", disable=not progress, desc="scan"
+    ) as bar:
         for attempt in range(retries + 1):
             failed = _run(executor, work, tasks, ds, path, bar, cells)
             if not failed:
