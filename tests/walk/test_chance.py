@@ -1,8 +1,9 @@
-"""A model below chance on its test data gets one warning naming the likely causes."""
+"""What a scan tells its user besides the numbers: a below-chance warning, the Jupyter view."""
 
 from __future__ import annotations
 
 import logging
+from html import escape
 
 import pytest
 import torch
@@ -48,3 +49,13 @@ def test_right_labels_and_labels_at_chance_do_not_warn(trained_mlp, data, caplog
 )
 def test_below_chance_is_a_binomial_test(correct, n, classes, below) -> None:
     assert below_chance(correct / n, n, classes) is below
+
+
+def test_result_html_shows_the_summary_the_midpoints_and_the_dataset(trained_mlp, data) -> None:
+    result = walknoise.scan(trained_mlp, data, **KW)
+    html = result._repr_html_()
+    mids = result.midpoints()
+    assert html.startswith("<div") and "clean accuracy" in html
+    assert f"{result.clean_accuracy:.4f}" in html
+    assert "<table" in html and all(f"<th>{escape(layer)}</th>" in html for layer in mids.index)
+    assert "xarray.Dataset" in html  # the full dataset summary follows the table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,14 @@ class Result(ResultBase):
             f"{ds.attrs.get('noise')} noise: {len(self.layers)} layers × "
             f"{ds.sizes['sigma']} σ × {ds.sizes['repeat']} repeats, clean accuracy "
             f"{self.clean_accuracy:.4f}"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the one-line summary, the midpoint table, then xarray's dataset view."""
+        table = self.midpoints().to_html(float_format=lambda v: f"{v:.4g}", na_rep="–")
+        return (
+            f"<div><p><b>walknoise.Result</b>: {html.escape(self._describe())}</p>"
+            f"{table}{super()._repr_html_()}</div>"
         )
 
 
