@@ -181,11 +181,13 @@ def check(tree: Path, mutants: Sequence[Mutant]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", help="mutate this git revision instead of the working tree")
-    parser.add_argument("--only", help="run the mutants whose name contains this text")
+    parser.add_argument(
+        "--only", action="append", help="run the mutants whose name contains this text (repeatable)"
+    )
     parser.add_argument("--module-only", action="store_true", help="skip the suite stage")
     parser.add_argument("--check", action="store_true", help="only report stale snippets")
     args = parser.parse_args(argv)
-    mutants = [mu for mu in MUTANTS if args.only is None or args.only in mu.name]
+    mutants = [mu for mu in MUTANTS if not args.only or any(o in mu.name for o in args.only)]
     tree = make_copy(args.rev)
     try:
         if args.check:

@@ -16,8 +16,9 @@ from tests.conftest import learnable_data, tiny_mlp
 from walknoise.data import TensorData
 from walknoise.noise.inject import cell_seed, make_generator
 from walknoise.noise.kinds import Additive
-from walknoise.training import TrainConfig
-from walknoise.walk.trainphase import TrainPhase
+from walknoise.training import TrainConfig, evaluate
+from walknoise.walk.trainphase import TrainPhase, train_under_noise
+from walknoise.walk.weights import binarized, param_layers
 
 SIGMAS = (0.3, 1.0, 3.0)
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -131,3 +132,39 @@ def test_weight_growth_is_the_statistic_over_the_clean_model_of_the_same_seed() 
             np.testing.assert_allclose(out[f"growth_{stat}"][0, r], trained / ref, rtol=1e-12)
     # noise σ = 2 after act1 trains other weights: a growth of exactly 1 would be a bug
     assert np.abs(out["growth_l2"] - 1).min() > 1e-3
+
+
+def small_phase(clamp: float | None = None) -> TrainPhase:
+    x, y = learnable_data(400, seed=1)
+    xt, yt = learnable_data(200, seed=2)
+    return TrainPhase(
+        template=tiny_mlp(), train_data=TensorData(x, y, "train"), test=TensorData(xt, yt, "test"),
+        noise=Additive(), config=CONFIG, seed=3, clamp=clamp, batch_size=100, ensemble=False,
+    )  # fmt: skip
+
+
+def test_clamp_bounds_the_clean_reference_model_too() -> None:
+    """Growth under a clamp is measured against a clean model trained under the same clamp."""
+    model = small_phase(clamp=0.05).clean_model(0)
+    for name in param_layers(model):
+        assert dict(model.named_modules())[name].weight.abs().max() <= 0.05
+
+
+def test_binarized_accuracy_is_that_of_the_binarized_model() -> None:
+    tp = small_phase()
+    out = tp.run_layer("act1", ["act1"], [1e-6], repeats=1, scales=[1.0])
+    # the cell's model, trained again alone (ensemble=False trains each cell this way)
+    model = train_under_noise(
+        tp.template, tp.train_data, noise=Additive(), layer="act1", sigma=1e-6, config=CONFIG,
+        seed=3,
+    )  # fmt: skip
+    twin = binarized(model, param_layers(model))
+    n = len(tp.test.y)
+    plain, binary = (
+        evaluate(model, tp.test.x, tp.test.y)[0],
+        evaluate(twin, tp.test.x, tp.test.y)[0],
+    )
+    assert abs(plain - binary) * n > 2  # binarizing this net changes its accuracy
+    # noise of σ = 1e-6 may flip one sample whose two top logits are that close
+    assert abs(out["binarized_accuracy"][0, 0] - binary) * n <= 1
+    assert abs(out["trained_accuracy"][0, 0] - plain) * n <= 1
