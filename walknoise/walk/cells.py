@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,9 @@ class LayerWork:
     trainer: TrainPhase | None = None
     threads: int | None = None
     """Intra-op threads for a worker process (``None``: leave torch's choice)."""
+    progress: Callable[[float], None] | None = field(default=None, repr=False)
+    """Cells finished, reported per batch of an eval layer; in this process only (a copy
+    shipped to a worker leaves it behind, so those layers count when they arrive)."""
 
     def portable(self, threads: int | None = None) -> LayerWork:
         """A copy to ship to another process: tensors on the CPU; the worker picks its device
@@ -100,13 +103,19 @@ def _on_cpu(model: nn.Module) -> nn.Module:
 def compute_layer(work: LayerWork, task: LayerTask) -> LayerDone:
     """The cells of one task, computed here."""
     if task.flag == EVAL:
-        return LayerDone(task, _eval_layer(work.model, work.plan, task.layer, work.trainer))
+        return LayerDone(
+            task, _eval_layer(work.model, work.plan, task.layer, work.trainer, work.progress)
+        )
     assert work.trainer is not None
     return LayerDone(task, *_train_layer(work.plan, task.layer, work.trainer))
 
 
 def _eval_layer(
-    model: nn.Module, plan: Plan, layer: str, trainer: TrainPhase | None
+    model: nn.Module,
+    plan: Plan,
+    layer: str,
+    trainer: TrainPhase | None,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """Eval-only cells: the given model, or with a train phase the clean model of each seed."""
     spec = plan.spec
@@ -121,7 +130,7 @@ def _eval_layer(
             if trainer is None
             else fast_layout(trainer.clean_model(r).to(plan.device), plan.x)
         )
-        runner = _runner(net, plan)
+        runner = _runner(net, plan, progress=progress)
         stats: BatchStats = runner.run_repeat(
             layer, plan.points_of(layer), plan.scales_of(layer), spec.seed, r
         )
@@ -177,7 +186,12 @@ def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
     }
 
 
-def _runner(model: nn.Module, plan: Plan, sigmas: Sequence[float] | None = None) -> LayerRunner:
+def _runner(
+    model: nn.Module,
+    plan: Plan,
+    sigmas: Sequence[float] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> LayerRunner:
     return LayerRunner(
         model,
         plan.x,
@@ -187,6 +201,7 @@ def _runner(model: nn.Module, plan: Plan, sigmas: Sequence[float] | None = None)
         batch_size=plan.spec.batch_size,
         max_batch=plan.spec.max_batch,
         widths=widest_after(plan.found),
+        progress=progress,
     )
 
 

@@ -6,6 +6,7 @@ layers wherever they run and hand them back; each one is written as it arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from walknoise.walk.executors import Executor, LayerFailed, Serial, make_executo
 from walknoise.walk.output import OutputKey, selecting_output
 from walknoise.walk.plan import Plan, make_plan, prepare
 from walknoise.walk.result import Result
+from walknoise.walk.runner import CellCounter
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
 from walknoise.walk.trainphase import TrainPhase
 
@@ -109,7 +111,8 @@ def scan(
         output: Results file: each finished layer is written at once, and a rerun of the
             same scan resumes.
         overwrite: Replace an ``output`` file written by a different scan.
-        progress: Show a progress bar.
+        progress: Show a progress bar (moving per batch; per layer with worker processes
+            or SLURM, which report whole layers).
         jobs: Worker processes computing layers (``-1``: one per core).
         executor: ``"auto"``, ``"serial"``, ``"joblib"`` or ``"slurm"``, or an executor
             from :mod:`walknoise.walk.executors`.
@@ -223,8 +226,10 @@ def _run_all(
     with progress_bar(
         total=len(tasks) * cells, unit="cell", disable=not progress, desc="scan"
     ) as bar:
+        counter = CellCounter(bar)  # per batch in this process, per layer from workers
+        work = dataclasses.replace(work, progress=counter.advance)
         for attempt in range(retries + 1):
-            failed = _run(executor, work, tasks, ds, path, bar, cells)
+            failed = _run(executor, work, tasks, ds, path, counter, cells)
             if not failed:
                 break
             tasks = [f.task for f in failed]
@@ -254,7 +259,7 @@ def _run(
     tasks: list[LayerTask],
     ds: xr.Dataset,
     path: Path | None,
-    bar: Any,
+    counter: CellCounter,
     cells_per_layer: int,
 ) -> list[LayerFailed]:
     """Store each layer as it arrives; return the tasks that failed."""
@@ -268,8 +273,8 @@ def _run(
         if path is not None:
             store.write_layer(path, task.index, outcome.values, done=task.flag, whole=outcome.whole)
         _update(ds, task.index, outcome.values, task.flag, outcome.whole)
-        bar.set_postfix_str(f"{task.layer} ({'train' if task.flag == TRAIN else 'eval'})")
-        bar.update(cells_per_layer)
+        counter.bar.set_postfix_str(f"{task.layer} ({'train' if task.flag == TRAIN else 'eval'})")
+        counter.layer_done(cells_per_layer)
     return failed
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,6 +93,28 @@ def _std(s: torch.Tensor) -> float:
     return float(np.sqrt(max(sq / n - mean * mean, 0.0)))
 
 
+class CellCounter:
+    """Drives a progress bar counted in cells from the fractions ``LayerRunner`` reports per
+    batch: shown as whole cells as they accumulate; a finished layer tops its count up to the
+    exact number of cells (layers computed elsewhere report nothing until then)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self._done, self._shown = 0.0, 0
+
+    def advance(self, cells: float) -> None:
+        self._done += cells
+        step = int(self._done) - self._shown
+        if step > 0:
+            self.bar.update(step)
+            self._shown += step
+
+    def layer_done(self, cells: int) -> None:
+        if cells > self._shown:
+            self.bar.update(cells - self._shown)
+        self._done, self._shown = 0.0, 0
+
+
 class LayerRunner:
     """Evaluates all (σ, repeat) cells of one scan entry."""
 
@@ -106,8 +129,12 @@ class LayerRunner:
         batch_size: int,
         max_batch: int,
         widths: Mapping[str, int] | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> None:
+        """``progress`` is called after each batch with the cells it finished: the batch's
+        share of the samples, once per σ."""
         self.model, self.x, self.y, self.noise = model, x, y, noise
+        self.progress = progress
         self.sigmas = torch.tensor(list(sigmas), dtype=torch.float32, device=x.device)
         self.batch_size, self.max_batch = batch_size, max_batch
         self.widths = dict(widths or {})
@@ -184,6 +211,8 @@ class LayerRunner:
                     stats.loss_sum[start : start + chunk] += ls
                     stats.finite[start : start + chunk] += fin
                 stats.total += len(yb)
+                if self.progress is not None:
+                    self.progress(len(self.sigmas) * len(xb) / len(self.x))
         return stats, bool(fanout_ok)
 
     def _forward(
