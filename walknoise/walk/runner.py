@@ -165,7 +165,7 @@ class LayerRunner:
     ) -> BatchStats:
         """One repeat of one entry: the same draws as ``run`` gives that repeat."""
         gen = make_generator(cell_seed(seed, layer, repeat), self.x.device)
-        return self._repeat(points, scales, gen, None)[0]
+        return self._repeat(points, scales, gen)
 
     def run_repeats(
         self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int, repeats: int
@@ -179,17 +179,17 @@ class LayerRunner:
             self.model, self.x, self.y, self.noise, [float(self.sigmas[0])] * repeats,
             batch_size=self.batch_size, max_batch=self.max_batch, widths=self.widths,
         )  # fmt: skip
-        return stacked._repeat(points, scales, None, None, gens)[0].accuracy()
+        return stacked._repeat(points, scales, None, gens).accuracy()
 
     def _repeat(
         self,
         points: Sequence[str],
         scales: Sequence[float],
         gen: torch.Generator | None,
-        fanout_ok: bool | None,
         gens: Sequence[torch.Generator] | None = None,
-    ) -> tuple[BatchStats, bool]:
+    ) -> BatchStats:
         self.mixes(points)  # probed now, with no noise hooks in the way
+        fanout_ok: bool | None = None  # undecided until a pass stacks two copies
         fo = Fanout(sigmas=self.sigmas)
         stats = BatchStats.zeros(len(self.sigmas), self.x.device)
         with (
@@ -213,7 +213,7 @@ class LayerRunner:
                 stats.total += len(yb)
                 if self.progress is not None:
                     self.progress(len(self.sigmas) * len(xb) / len(self.x))
-        return stats, bool(fanout_ok)
+        return stats
 
     def _forward(
         self, xb: torch.Tensor, fo: Fanout, fanout_ok: bool | None
