@@ -14,8 +14,8 @@ after standardisation it is the same sample, at K backward passes instead of 2K.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,13 @@ import numpy.typing as npt
 import torch
 import xarray as xr
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from walknoise.data import resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.gni import store as gni_store
 from walknoise.gni.result import GNIResult, load_gni
+from walknoise.gni.spec import LOSSES, PARAMS, Criterion, GNISpec, criterion
 from walknoise.gni.tails import (
     histogram,
     robust_columns,
@@ -45,12 +45,16 @@ from walknoise.noise.kinds import make_noise
 from walknoise.noise.points import INPUT, discover, select
 from walknoise.noise.sites import split_point
 from walknoise.progress import progress_bar, tqdm
-from walknoise.types import DeviceName, NoiseKind
-from walknoise.walk.spec import check_sigmas, parse_sigmas
+from walknoise.types import NoiseKind
+from walknoise.walk.spec import parse_sigmas
 
 __all__ = [
+    "LOSSES",
+    "PARAMS",
+    "Criterion",
     "GNIResult",
     "GNISpec",
+    "criterion",
     "draw_gradients",
     "gradient_noise",
     "injection_points",
@@ -65,64 +69,7 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     *(nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU),
     *(nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Softplus),
 )
-LOSSES = ("cross_entropy", "mse")
-PARAMS = ("weights", "all")
 _STAT_VARS = ("alpha", "skewness", "kurtosis", "n_samples")  # TailStats' fields, in order
-Criterion = Callable[[Tensor, Tensor], Tensor]
-
-
-def criterion(name: str) -> Criterion:
-    """Per-sample loss: cross-entropy, or squared error summed over outputs (the paper's MSE)."""
-    if name == "cross_entropy":
-        return lambda out, y: F.cross_entropy(out, y, reduction="none")
-    if name == "mse":
-        return lambda out, y: ((out - y) ** 2).reshape(len(out), -1).sum(dim=1)
-    raise WalknoiseError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-
-
-@dataclass(frozen=True)
-class GNISpec:
-    """What to measure; invalid values raise ``WalknoiseError``."""
-
-    sigmas: tuple[float, ...] = (0.1,)
-    """Noise levels, positive and increasing."""
-    noise: NoiseKind = "additive"
-    """``additive``, ``multiplicative`` or ``combined`` (split by ``ratio``)."""
-    ratio: float = 0.5
-    layers: tuple[str, ...] | None = None
-    """Injection points (names or globs); ``None``: the input and every activation output."""
-    params: str = "weights"
-    """``weights``: parameter tensors with 2+ dimensions (as the paper); ``all``: biases too."""
-    draws: int = 100
-    """K, noise draws per mini-batch."""
-    batches: int = 10
-    """Mini-batches, drawn by a seeded shuffle of the data."""
-    batch_size: int = 64
-    max_coords: int = 4096
-    """Entries kept per parameter tensor (a fixed random subset), to bound memory."""
-    loss: str = "cross_entropy"
-    seed: int = 0
-    stable_fit: bool = False
-    """Also fit a stable law (α, β) with scipy on a 2,000-point subsample (about 2 s each)."""
-    device: DeviceName | str = "cpu"
-
-    def __post_init__(self) -> None:
-        check_sigmas(self.sigmas)
-        make_noise(self.noise, self.ratio)  # validates kind and ratio
-        criterion(self.loss)
-        if self.params not in PARAMS:
-            raise WalknoiseError(f"params must be one of {', '.join(PARAMS)}, not {self.params!r}")
-        if self.draws < 2:
-            raise WalknoiseError(
-                f"draws={self.draws}; the implicit effect needs at least 2 draws per batch",
-                argument="draws",
-            )
-        for name in ("batches", "batch_size", "max_coords"):
-            if getattr(self, name) < 1:
-                raise WalknoiseError(f"{name} must be at least 1, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def injection_points(
