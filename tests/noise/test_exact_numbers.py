@@ -106,7 +106,14 @@ def test_half_precision_noise_is_computed_in_float32(dtype: torch.dtype, kind: s
     y32 = y.float()
     expected = y32 + 0.1 * eps if kind == "additive" else y32 + 0.1 * y32 * eps
     assert out.dtype == dtype
-    assert torch.equal(out, expected.to(dtype))  # one rounding, from float32, either way
+    # One rounding from float32 either way. The library's float32 arithmetic may be fused
+    # (addcmul) where this is not: the two float32 values can differ by an ulp, which flips
+    # the 16-bit rounding only when they straddle a 16-bit boundary (~1 in 2**13 elements
+    # for float16, 2**16 for bfloat16). Computing in 16 bits moves ~1 in 5 elements.
+    got, want = out.float(), expected.to(dtype).float()
+    ulp = torch.finfo(dtype).eps * want.abs().clamp_min(torch.finfo(dtype).tiny)
+    assert bool(((got - want).abs() <= ulp).all())  # never more than one 16-bit unit
+    assert float((got != want).float().mean()) <= 0.002
 
 
 def test_extra_model_arguments_pass_through_input_noise() -> None:
