@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -145,9 +146,28 @@ def _model_error(err: Exception) -> WalknoiseError | None:
 
 def error_line(err: WalknoiseError, command: click.Command | None) -> str:
     """``error: [FLAG: ]message`` on one line (see :class:`Walknoise`)."""
-    text = " ".join(str(err).split())
+    text = cli_terms(" ".join(str(err).split()), command)
     flag = flag_of(command, err.argument)
     return f"error: {flag}: {text}" if flag else f"error: {text}"
+
+
+def cli_terms(text: str, command: click.Command | None) -> str:
+    """The fixes a library message suggests, as this command line spells them.
+
+    The library says what to pass in Python (``pass overwrite=True``, ``e.g.
+    sigmas='log:1e-2:1e3:31'``); for each option of ``command`` those become ``--overwrite``
+    and ``--sigmas 'log:1e-2:1e3:31'``. A value that is only reported (``ratio=1.5 is
+    outside [0, 1]``, ``output_key='logit' is not in …``) stays as it is.
+    """
+    for param in command.params if command is not None else ():
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        flag = max(param.opts, key=len)
+        name = re.escape(param.name)
+        text = re.sub(rf"(?<![\w.-]){name}=True\b", flag, text)
+        fix = rf"(\b(?:e\.g\.|pass|use|or|with) ){name}=(?=['\"])"  # not a reported value
+        text = re.sub(fix, rf"\g<1>{flag} ", text)  # a flag holds no backslash
+    return text
 
 
 def flag_of(command: click.Command | None, argument: str | None) -> str | None:

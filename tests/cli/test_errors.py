@@ -19,6 +19,7 @@ from torch import nn
 import walknoise
 from tests.cli.conftest import assert_user_error, invoke
 from tests.stuck import StuckForward
+from walknoise.cli.app import error_line
 from walknoise.cli.main import cli, flag_of
 from walknoise.errors import WalknoiseError
 from walknoise.io.lock import one_writer
@@ -49,7 +50,7 @@ def test_foreign_file_fix_depends_on_reading_or_writing(
     assert "--overwrite" not in plotted.stderr  # plot cannot replace anything
     written = invoke("scan", mlp_checkpoint, *FAST, "-o", path)
     assert_user_error(written, "error: --overwrite: ")  # only a scan can replace the file
-    assert "pass overwrite=True" in written.stderr
+    assert "pass --overwrite" in written.stderr
     assert path.read_bytes() == before
 
 
@@ -264,6 +265,20 @@ def test_flag_of_a_nested_command_and_a_renamed_option(
     result = invoke("gni", "run", mlp_checkpoint, "--quiet")
     # --layers sets the parameter `layer_names`; the flag spelled as a name matches too
     assert_user_error(result, "error: --layers: layers=['nope'] matches no injection point; see")
+
+
+def test_suggested_fixes_are_spelled_as_the_command_line_does() -> None:
+    scan = cli.get_command(click.Context(cli), "scan")
+    message = WalknoiseError(
+        "ratio=1.5 is outside [0, 1]; pass overwrite=True, e.g. sigmas='log:1e-2:1e3:31' "
+        "(or trust_pickle=True); max_overwrite=True stays; output_key='x' is reported"
+    )
+    assert error_line(message, scan) == (
+        "error: ratio=1.5 is outside [0, 1]; pass --overwrite, e.g. --sigmas "
+        "'log:1e-2:1e3:31' (or --trust-pickle); max_overwrite=True stays; output_key='x' is "
+        "reported"
+    )
+    assert error_line(message, None) == f"error: {message}"  # no command, no flags
 
 
 def test_flag_of_prefers_the_long_option() -> None:

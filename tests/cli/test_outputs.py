@@ -225,7 +225,7 @@ def test_a_dict_output_without_output_key_is_one_line(
         invoke(*args, "--sigmas", "1", "-o", "x.h5"),
         "error: --output-key: the model returns a dict with keys ('features': Tensor (2, 32), "
         "'logits': Tensor (2, 3)), not a tensor of logits; say where the logits are with "
-        "output_key (e.g. output_key='logits') or pass a callable that returns them",
+        "output_key (e.g. --output-key 'logits') or pass a callable that returns them",
     )
     assert_user_error(
         invoke(*args, "--sigmas", "1", "-o", "x.h5", "--output-key", "logit"),
