@@ -24,10 +24,13 @@ EXIT_INTERRUPTED = 130
 
 
 Cleanup = Callable[[], str | None]
+Message = str | Callable[[], str]
+"""The line to print, or a function giving it at the moment of the Ctrl-C (what is on disk
+then)."""
 
 
 @contextmanager
-def stop_promptly(message: str, cleanup: Cleanup | None = None) -> Iterator[None]:
+def stop_promptly(message: Message, cleanup: Cleanup | None = None) -> Iterator[None]:
     """On Ctrl-C inside the block: print ``message`` and exit 130 at once.
 
     ``cleanup`` runs first (e.g. cancelling SLURM jobs); the line it returns is printed too.
@@ -58,7 +61,9 @@ def stop_promptly(message: str, cleanup: Cleanup | None = None) -> Iterator[None
         os.close(write_fd)
 
 
-def _watch(read_fd: int, signalled: threading.Event, message: str, cleanup: Cleanup | None) -> None:
+def _watch(
+    read_fd: int, signalled: threading.Event, message: Message, cleanup: Cleanup | None
+) -> None:
     while True:
         received = os.read(read_fd, 64)  # one byte per signal: its number
         if signal.SIGINT in received:
@@ -68,12 +73,14 @@ def _watch(read_fd: int, signalled: threading.Event, message: str, cleanup: Clea
     signalled.set()
     done = cleanup() if cleanup is not None else None
     with WRITING:  # let an update in progress land: it holds a finished layer
-        _say(message if done is None else f"{message}\n{done}")
+        line = message() if callable(message) else message
+        _say(line if done is None else f"{line}\n{done}")
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)
 
 
-def _say(message: str) -> None:
+def _say(message: Message) -> None:
+    message = message() if callable(message) else message
     newline = "\n" if sys.stderr.isatty() else ""  # off the progress bar's line
     sys.stderr.write(f"{newline}{message}\n")
     sys.stderr.flush()

@@ -137,9 +137,15 @@ def scan(
         **train_phase_spec(loaded.meta, **options),
     )
     command = command_line(click.get_current_context())
-    stopped = (
-        f"interrupted: finished layers are saved in {output}; run the same command again to resume"
-    )
+
+    def stopped() -> str:  # asked at the Ctrl-C: the file may not exist yet
+        if not Path(output).exists():
+            return f"interrupted before {output} was written; nothing to resume"
+        return (
+            f"interrupted: finished layers are saved in {output}; "
+            "run the same command again to resume"
+        )
+
     with stop_promptly(stopped, cleanup=runs_on.cancel), invoked_as(command):
         result = run_spec(
             loaded.model,
