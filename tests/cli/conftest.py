@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,21 @@ def mlp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "mlp.pt"
     train_checkpoint("mlp", path, config=TrainConfig(epochs=3), progress=False)
     return path
+
+
+def scan_argv(model: Path, out: Path, options: Sequence[str], *extra: str) -> list[str]:
+    """``walknoise scan`` as a separate process runs it (``python -m walknoise.cli``)."""
+    return [
+        sys.executable,
+        "-m",
+        "walknoise.cli",
+        "scan",
+        str(model),
+        *options,
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 def invoke(*args: str | Path) -> Result:

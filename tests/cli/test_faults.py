@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 import xarray as xr
 
 import walknoise
+from tests.cli.conftest import scan_argv
 from walknoise.io.netcdf import stale_temps
 
 ROUNDS = int(os.environ.get("WALKNOISE_FAULT_ROUNDS", "3"))
@@ -42,7 +42,7 @@ class Scan:
     """A `walknoise scan` subprocess that notes when its loop starts (the bar's first write)."""
 
     def __init__(self, model: Path, out: Path) -> None:
-        command = [sys.executable, "-m", "walknoise.cli", "scan", str(model), *SCAN, "-o", str(out)]
+        command = scan_argv(model, out, SCAN)
         self.start = time.monotonic()
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.looping = threading.Event()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import walknoise
-from tests.cli.conftest import assert_user_error, invoke
+from tests.cli.conftest import assert_user_error, invoke, scan_argv
 from tests.cli.test_faults import assert_same_cells
 
 SCAN = ("--sigmas", "log:1e-2:1e3:13", "--repeats", "4", "--quiet")
@@ -21,17 +20,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def scan(model: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "walknoise.cli",
-        "scan",
-        str(model),
-        *SCAN,
-        "-o",
-        str(out),
-        *extra,
-    ]
+    command = scan_argv(model, out, SCAN, *extra)
     return subprocess.Popen(
         command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -22,6 +22,7 @@ import pytest
 
 import tests.crash
 import walknoise
+from tests.cli.conftest import scan_argv
 from tests.conftest import tiny_mlp
 from tests.crash import CrashOnce
 from walknoise.walk.executors import ACTIVE, SlurmOptions, Submitit
@@ -34,17 +35,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def run_scan(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "walknoise.cli",
-        "scan",
-        str(model),
-        *SCAN,
-        "-o",
-        str(out),
-        *extra,
-    ]
+    command = scan_argv(model, out, SCAN, *extra)
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
 
 
