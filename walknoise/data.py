@@ -4,8 +4,9 @@ Bundled MNIST: the 10,000 official MNIST *test* images ship gzip-compressed in t
 ``data/mnist/`` folder (override with ``WALKNOISE_DATA_DIR``, a directory containing ``mnist/``).
 They are split once, deterministically: ``np.random.default_rng(0).permutation(10000)``; the first
 8,000 indices are ``"train"``, the last 2,000 are ``"test"`` (each in permutation order); ``"all"``
-is all 10,000 in file order. Images are normalised as in Walking Noise,
-``x = (pixels / 255 - 0.5) / 0.5`` (float32 in [-1, 1], shape (N, 1, 28, 28)); labels are int64.
+is all 10,000 in file order. Images are mapped to [-1, 1], ``x = (pixels / 255 - 0.5) / 0.5``
+(float32, shape (N, 1, 28, 28)); labels are int64. The Walking Noise authors' MNIST loader
+keeps ``ToTensor()``'s [0, 1] by default (their ``data/MNIST.py``; 0.5/0.5 is an option).
 
 Every path ends in :class:`TensorData`, whose constructor runs the one validation routine, so a
 bad file, tensor pair or dataset fails early with a :class:`WalknoiseError` naming the fix.
