@@ -73,7 +73,8 @@ class Scan:
         return "finished first" if self.proc.returncode == 0 else "killed"
 
     def kill_mid_layer(self, out: Path) -> int:
-        """SIGKILL as soon as ``out`` holds a finished layer; return how many it held."""
+        """SIGKILL as soon as ``out`` holds a finished layer; return how many it holds after the
+        kill (a fast layer may land between the look and the signal)."""
         done = 0
         while not done and self.proc.poll() is None:
             time.sleep(0.05)
@@ -82,7 +83,7 @@ class Scan:
         self.proc.wait(timeout=60)
         self.reader.join(timeout=60)
         assert self.proc.returncode == -9, "the scan ended before the kill"
-        return done
+        return int(walknoise.load(out).dataset["layer_done"].sum())
 
 
 def assert_same_cells(got: xr.Dataset, want: xr.Dataset, layers: np.ndarray | None = None) -> None:
@@ -130,7 +131,6 @@ def test_sigkill_at_random_moments_loses_nothing(mlp_checkpoint: Path, tmp_path:
     first = Scan(mlp_checkpoint, out).kill_mid_layer(out)
     partial = walknoise.load(out).dataset
     assert 1 <= first < layers, "the kill did not land between the first and the last layer"
-    assert int(partial["layer_done"].sum()) == first  # nothing landed after the kill
     assert_same_cells(partial, reference, partial["layer_done"].values.astype(bool))
     log = [f"killed mid-layer, {first}/{layers} layers on disk"]
     log += [kill_round(mlp_checkpoint, out, reference, rng, times) for _ in range(ROUNDS)]
