@@ -43,7 +43,9 @@ from .options import (
     "--sigmas",
     default="log:1e-2:1e3:31",
     show_default=True,
-    help="'log:START:STOP:N', 'lin:START:STOP:N' or '0.1,1,10'.",
+    help="'log:START:STOP:N', 'lin:START:STOP:N', '0.1,1,10' or a preset of the paper's "
+    "grids: paper-additive, paper-multiplicative, paper-multiplicative-lin, paper-combined "
+    "(NAME:N: N points over the same range).",
 )
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option(

@@ -14,6 +14,17 @@ def test_parse_log_lin_and_list() -> None:
     assert np.allclose(np.diff(np.log10(parse_sigmas("log:1e-2:1e3:31"))), 1 / 6)
 
 
+def test_paper_presets_are_the_authors_grids() -> None:
+    # UniHD-CEG/walking-noise experiment_configs/MNIST/*_layer_wise_noise_experiment.yaml:
+    # seml loguniform grids = np.logspace(log10 min, log10 max, num)
+    assert parse_sigmas("paper-additive") == pytest.approx(np.logspace(-2, 8, 41))
+    assert parse_sigmas("paper-multiplicative") == pytest.approx(np.logspace(0, 16, 65))
+    assert parse_sigmas("paper-combined") == pytest.approx(np.logspace(-2, 10, 25))
+    assert parse_sigmas("paper-multiplicative-lin") == pytest.approx(np.linspace(0, 6, 61)[1:])
+    # NAME:N keeps the range and the spacing rule
+    assert parse_sigmas("paper-multiplicative:17") == pytest.approx(np.logspace(0, 16, 17))
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -27,6 +38,8 @@ def test_parse_log_lin_and_list() -> None:
         "",
         "0.1,-2",
         "log:1:10:0",
+        "paper-additive:x",
+        "paper-noise",
     ],
 )
 def test_bad_sigma_specs(bad: str) -> None:

@@ -174,9 +174,35 @@ def check_sigmas(sigmas: tuple[float, ...]) -> None:
         )
 
 
+# The σ grids of Walking Noise, from the authors' sweep configs (UniHD-CEG/walking-noise,
+# experiment_configs/MNIST/LeNet5_layer_wise_noise_experiment.yaml and
+# mlp_layer_wise_noise_experiment.yaml: seml ``loguniform``/``uniform`` grids, i.e.
+# np.logspace/np.linspace with ``num`` points). σ = 0 of their linear grid is left out: clean
+# accuracy is measured apart. Values: (spec, points); ``NAME:N`` keeps the range and spacing
+# rule with N points (the paper's counts mean one training per σ in the train phase).
+PRESETS: dict[str, tuple[str, int]] = {
+    "paper-additive": ("log:1e-2:1e8", 41),  # gauss_add: 4 per decade
+    "paper-multiplicative": ("log:1:1e16", 65),  # gauss_mul_log_space: 4 per decade
+    "paper-multiplicative-lin": ("lin:0.1:6", 60),  # gauss_mul: 0, 0.1, ..., 6 without 0
+    "paper-combined": ("log:1e-2:1e10", 25),  # gauss_combined StdAmplitude: 2 per decade
+}
+
+
+def _preset(text: str) -> str:
+    """``paper-additive`` -> ``log:1e-2:1e8:41``; ``paper-additive:9`` -> 9 points."""
+    name, _, count = text.partition(":")
+    if name not in PRESETS:
+        return text
+    spec, points = PRESETS[name]
+    return f"{spec}:{count or points}"
+
+
 def parse_sigmas(text: str) -> tuple[float, ...]:
-    """Parse ``log:START:STOP:N``, ``lin:START:STOP:N`` or a comma list ``0.1,1,10``."""
-    text = text.strip()
+    """Parse ``log:START:STOP:N``, ``lin:START:STOP:N``, a comma list ``0.1,1,10`` or a
+    preset of the paper's grids (:data:`PRESETS`: ``paper-additive``, ``paper-multiplicative``,
+    ``paper-multiplicative-lin``, ``paper-combined``; ``NAME:N`` for N points over the
+    same range)."""
+    text = _preset(text.strip())
     try:
         if text.startswith(("log:", "lin:")):
             kind, a, b, n = text.split(":")
@@ -200,7 +226,8 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
             values = np.array(sorted(float(v) for v in text.split(",") if v.strip()))
     except ValueError:
         raise WalknoiseError(
-            f"cannot parse σ spec {text!r}; use 'log:1e-2:1e3:31', 'lin:0.1:2:20' or '0.1,1,10'",
+            f"cannot parse σ spec {text!r}; use 'log:1e-2:1e3:31', 'lin:0.1:2:20', '0.1,1,10' "
+            "or a preset such as 'paper-additive'",
             argument="sigmas",
         ) from None
     sigmas = tuple(float(v) for v in values)
