@@ -9,10 +9,12 @@ import pytest
 
 from walknoise.errors import WalknoiseError
 from walknoise.nin.phases import (
+    PHASES,
     PhaseCriteria,
     classify,
     evidence,
     fit_decay,
+    majority,
     smooth,
 )
 
@@ -37,16 +39,54 @@ def _niw(shape: np.ndarray, start: float = 0.2) -> np.ndarray:
 REFERENCE = _loss(seed=1)
 
 
-def test_decoupled_niws_decay_loss_matches_the_run_without_nins() -> None:
-    niw = _niw(np.exp(-STEPS / 300))
+def test_decoupled_niws_stay_and_loss_matches_the_run_without_nins() -> None:
+    niw = _niw(np.exp(-STEPS / 30_000))  # 1.3% down over the run: the NIWs stay put
     assert classify(niw, _loss(seed=2), REFERENCE) == "decoupled"  # only minibatch noise
     assert classify(niw, REFERENCE, REFERENCE) == "decoupled"
 
 
-def test_decay_niws_decay_loss_is_affected() -> None:
+def test_decay_niws_decay_and_standard_learning_proceeds() -> None:
+    # The poster's decay phase: the NIWs decay, the loss follows the run without NINs.
+    niw = _niw(np.exp(-STEPS / 300))  # ends at 0.26 of its start
+    assert classify(niw, _loss(seed=2), REFERENCE) == "decay"
+    # 'NIWs decay' means at least `decay` (10%) below the start: 8% is not, 12% is.
+    assert classify(_niw(1 - 0.08 * STEPS / T), _loss(seed=2), REFERENCE) == "decoupled"
+    assert classify(_niw(1 - 0.12 * STEPS / T), _loss(seed=2), REFERENCE) == "decay"
+
+
+def test_denoising_niws_decay_while_learning_is_held_back() -> None:
     niw = _niw(0.1 + 0.9 * np.exp(-STEPS / 60))
     slower = _loss(drop_time=160.0, seed=2)
-    assert classify(niw, slower, REFERENCE) == "decay"
+    assert classify(niw, slower, REFERENCE) == "denoising"
+
+
+def test_undetermined_when_the_reference_did_not_learn() -> None:
+    # The case: the run without NINs went 2.309 -> 2.299 (chance level all along).
+    flat = np.linspace(2.309, 2.299, T) + _noise(0.02, 4)
+    niw = _niw(np.exp(-STEPS / 300))
+    stuck = np.linspace(2.309, 2.2935, T) + _noise(0.02, 5)  # 'differs' by 0.0055 nat
+    assert classify(niw, stuck, flat) == "undetermined"
+    assert classify(niw, flat, flat) == "undetermined"  # even a perfect match tells nothing
+    ev = evidence(niw, stuck, flat)
+    assert ev.reference_fall == pytest.approx(1 - 2.2995 / 2.3085, abs=0.005)
+    # A broken run stays a failure whatever the reference did.
+    broken = stuck.copy()
+    broken[100:] = np.nan
+    assert classify(niw, broken, flat) == "divergent"
+    # The threshold: the reference's loss must fall by `learned` (5%) of its start.
+    for fall, phase in ((0.04, "undetermined"), (0.06, "decay")):
+        reference = np.where(STEPS[1:] <= T // 2, 2.3, 2.3 * (1 - fall))  # windows: exact
+        assert classify(niw, reference, reference) == phase
+        assert classify(niw, reference, reference, PhaseCriteria(learned=0.03)) == "decay"
+    # The clean test loss, where given, judges instead (NaN: not evaluated at that step).
+    test = np.full(T + 1, np.nan)
+    test[[0, 100, T]] = [2.30, 2.0, 1.9]
+    assert evidence(niw, flat, flat, reference_test_loss=test).reference_fall == pytest.approx(
+        1 - 1.9 / 2.3
+    )
+    assert classify(niw, flat, flat, reference_test_loss=test) == "decay"
+    test[T] = 2.2  # 4.3% down
+    assert classify(niw, stuck, flat, reference_test_loss=test) == "undetermined"
 
 
 def test_catapult_niw_rises_then_falls() -> None:
@@ -78,15 +118,22 @@ def test_divergent_runaway_niw_that_hurts_learning() -> None:
     growing = _niw(1 + 4 * STEPS / T)  # 5x and still climbing at the end
     stuck = 2.2 + _noise(0.05, 3)  # the network does not learn
     assert classify(growing, stuck, REFERENCE) == "divergent"
-    # The same NIW growth with learning untouched (e.g. an Adam random walk) is decoupled.
+    # The same NIW growth with learning untouched (e.g. an Adam random walk): the noise does
+    # not reach learning, so the NIN is decoupled.
     assert classify(growing, _loss(seed=2), REFERENCE) == "decoupled"
 
 
 def test_unclassified_and_no_reference() -> None:
     drifting = _niw(1 + 0.5 * STEPS / T)  # up 1.5x: no catapult, no decay
     assert classify(drifting, _loss(drop_time=160.0, seed=2), REFERENCE) == "unclassified"
-    # Without a reference run nothing can be 'decoupled'.
-    assert classify(_niw(np.exp(-STEPS / 300)), REFERENCE) == "decay"
+    # Without a reference run, whether standard learning proceeds cannot be told ...
+    assert classify(_niw(np.exp(-STEPS / 300)), REFERENCE) == "undetermined"
+    # ... but a broken run, or a catapult, is one by its own series.
+    bump = 1 + 6 * np.exp(-(((STEPS - 60) / 25.0) ** 2))
+    assert classify(_niw(bump), _loss(seed=2)) == "undetermined"
+    loss = _loss(seed=2)
+    loss[300:] = np.inf
+    assert classify(_niw(bump), loss) == "divergent"
 
 
 def test_evidence_numbers() -> None:
@@ -99,7 +146,16 @@ def test_evidence_numbers() -> None:
     assert ev.niw_fall == pytest.approx(1 - np.mean(niw[1, -window:]) / peak)
     total = np.sqrt((niw**2).sum(0))
     assert ev.niw_end == pytest.approx(np.mean(total[-window:]) / total[0])
-    assert (ev.loss_peak, ev.loss_end, ev.loss_gap) == (1.0, 1.0, 0.0)
+    assert (ev.loss_peak, ev.loss_end, ev.loss_gap, ev.reference_fall) == (1.0, 1.0, 0.0, 0.0)
+    assert math.isnan(evidence(niw, loss).reference_fall)
+
+
+def test_majority_over_seeds() -> None:
+    code = {name: i for i, name in enumerate(PHASES)}
+    assert majority([code["decay"], code["decay"], code["catapult"]]) == ("decay", 2)
+    assert majority([code["decay"], code["catapult"]]) == ("catapult", 1)  # tie: more severe
+    assert majority([code["undetermined"], code["decay"]]) == ("decay", 1)
+    assert majority([code["undetermined"]] * 2) == ("undetermined", 2)
 
 
 def test_smooth_is_a_trailing_mean() -> None:
@@ -137,7 +193,16 @@ def test_fit_reports_no_decay(values: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"rise": 1.0}, {"fall": 0.0}, {"match": -0.1}, {"smooth": 0.0}, {"smooth": 0.7}]
+    "kwargs",
+    [
+        {"rise": 1.0},
+        {"fall": 0.0},
+        {"match": -0.1},
+        {"smooth": 0.0},
+        {"smooth": 0.7},
+        {"learned": 1.0},
+        {"decay": -0.1},
+    ],
 )
 def test_bad_criteria(kwargs: dict[str, float]) -> None:
     with pytest.raises(WalknoiseError):

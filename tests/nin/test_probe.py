@@ -99,6 +99,15 @@ def test_classification_follows_the_criteria() -> None:
     assert PHASES[int(ds["phase"].values.ravel()[0])] != "decoupled"  # match 0: never
 
 
+def test_a_run_whose_reference_did_not_learn_is_undetermined() -> None:
+    train, test = data()
+    config = ProbeConfig(sigma_eps=(0.01, 10.0), lr=(1e-4,), epochs=1)  # 8 tiny steps
+    ds = probe(small, train, config, test_data=test, progress=False).dataset
+    fall = ds["reference_fall"].values
+    assert (fall < 0.05).all()  # the clean test loss barely moved without NINs
+    assert (ds["phase"].values == PHASES.index("undetermined")).all()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

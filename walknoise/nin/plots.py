@@ -21,15 +21,18 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from walknoise.errors import WalknoiseError
 from walknoise.nin.phases import PHASES
+from walknoise.nin.phases import majority as most_common
 
 __all__ = ["compare_figure", "niw_trajectories", "phase_diagram", "time_scales"]
 
 PHASE_COLOURS = {
     "decoupled": "#4C72B0",
     "decay": "#55A868",
+    "denoising": "#8172B3",
     "catapult": "#DD8452",
     "divergent": "#C44E52",
     "unclassified": "#BBBBBB",
+    "undetermined": "#777777",
 }
 
 
@@ -96,9 +99,11 @@ _TOP = 1e3  # divergent runs would squash every other line to the bottom
 _STYLE: dict[str, Any] = {
     "decoupled": "-",
     "decay": "-.",
+    "denoising": (0, (5, 1)),
     "catapult": "--",
     "divergent": ":",
     "unclassified": (0, (3, 1, 1, 1, 1, 1)),
+    "undetermined": (0, (1, 3)),
 }
 
 
@@ -122,10 +127,8 @@ def phase_diagram(result: object) -> Figure:
     agree = np.zeros(codes.shape[:2], dtype=int)
     for i in range(len(sigmas)):
         for j in range(len(lrs)):
-            counts = np.bincount(codes[i, j].astype(int), minlength=len(PHASES))
-            order = [(counts[c], -1 if c == len(PHASES) - 1 else c) for c in range(len(PHASES))]
-            majority[i, j] = int(max(range(len(PHASES)), key=lambda c: order[c]))
-            agree[i, j] = counts[majority[i, j]]
+            name, agree[i, j] = most_common(codes[i, j])
+            majority[i, j] = PHASES.index(name)
     fig = Figure(figsize=(2.0 + 1.25 * len(lrs), 1.6 + 0.55 * len(sigmas)), layout="constrained")
     ax = fig.add_subplot()
     cmap = ListedColormap([PHASE_COLOURS[p] for p in PHASES])

@@ -20,7 +20,14 @@ from walknoise.data import TensorData
 from walknoise.io.provenance import provenance
 from walknoise.io.result import ResultBase
 from walknoise.nin.config import ProbeConfig
-from walknoise.nin.phases import PHASES, PhaseEvidence, classify_evidence, evidence, fit_decay
+from walknoise.nin.phases import (
+    PHASES,
+    PhaseEvidence,
+    classify_evidence,
+    evidence,
+    fit_decay,
+    majority,
+)
 from walknoise.nin.train import Trace
 
 __all__ = [
@@ -86,8 +93,8 @@ def build_dataset(cfg: ProbeConfig, runs: Runs, steps: int, attrs: dict[str, Any
     for (j, k), ref in runs.reference.items():
         _fill_reference(grid, j, k, ref, window)
     for (i, j, k), trace in runs.nin.items():
-        ref_loss = runs.reference[j, k].train_loss
-        ev = evidence(trace.niw, trace.train_loss, ref_loss, cfg.criteria)
+        ref = runs.reference[j, k]
+        ev = evidence(trace.niw, trace.train_loss, ref.train_loss, cfg.criteria, ref.test_loss)
         phase[i, j, k] = PHASES.index(classify_evidence(ev, cfg.criteria))
         _fill_run(grid, (i, j, k), trace, ev, window)
     coords = {
@@ -139,7 +146,16 @@ def _fill_run(
 
 _RUN = ("sigma_eps", "lr", "seed")
 _REF = ("lr", "seed")
-_EVIDENCE = ("niw_peak", "niw_fall", "niw_end", "loss_peak", "loss_fall", "loss_end", "loss_gap")
+_EVIDENCE = (
+    "niw_peak",
+    "niw_fall",
+    "niw_end",
+    "loss_peak",
+    "loss_fall",
+    "loss_end",
+    "loss_gap",
+    "reference_fall",
+)
 _REF_SERIES = ("reference_train_loss", "reference_test_loss", "reference_test_accuracy")
 _RUN_SCALARS = ("tau_train_loss", "tau_test_loss", "final_test_accuracy", "seconds", *_EVIDENCE)
 _REF_SCALARS = (
@@ -180,6 +196,7 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "loss_fall": (_RUN, "1 - train-loss end / peak", "1"),
     "loss_end": (_RUN, "train-loss end / start", "1"),
     "loss_gap": (_RUN, "mean |loss - reference loss| / reference loss drop", "1"),
+    "reference_fall": (_RUN, "1 - end / start of the reference's clean test loss", "1"),
 }
 
 
@@ -217,7 +234,9 @@ class ProbeResult(ResultBase):
     def phase_grid(self) -> Any:
         """σ_ε × lr table of each cell's most common phase over seeds (pandas DataFrame)."""
         codes = self.dataset["phase"].values
-        table = [[_majority(codes[i, j]) for j in range(codes.shape[1])] for i in range(len(codes))]
+        table = [
+            [majority(codes[i, j])[0] for j in range(codes.shape[1])] for i in range(len(codes))
+        ]
         return pd.DataFrame(
             table,
             index=pd.Index(self.dataset["sigma_eps"].values, name="sigma_eps"),
@@ -230,14 +249,6 @@ class ProbeResult(ResultBase):
             f"{ds.sizes['sigma_eps']} σ_ε × {ds.sizes['lr']} lr × {ds.sizes['seed']} seeds, "
             f"{ds.sizes['step'] - 1} steps, NINs at {', '.join(str(n) for n in ds['nin'].values)}"
         )
-
-
-def _majority(codes: np.ndarray) -> str:
-    """Most common phase over seeds; a tie goes to the more severe phase."""
-    counts = np.bincount(codes.astype(int).ravel(), minlength=len(PHASES))
-    unclassified = len(PHASES) - 1
-    best = max(range(len(PHASES)), key=lambda c: (counts[c], -1 if c == unclassified else c))
-    return PHASES[best]
 
 
 def load_probe(path: str | Path) -> ProbeResult:
