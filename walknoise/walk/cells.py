@@ -243,4 +243,7 @@ def _clean_reference(plan: Plan, trainer: TrainPhase, clean: np.ndarray) -> dict
     for name in stats[0]:
         out["clean_" + name] = np.array([s[name] for s in stats])
     out["clean_weight_hist"] = np.array([weight_hists(m, plan.params) for m in models])
+    out["init_weight_kurtosis"] = np.array(
+        [trainer.init_kurtosis(r, plan.params) for r in range(plan.spec.repeats)]
+    )
     return out

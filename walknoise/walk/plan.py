@@ -213,6 +213,7 @@ def prepare(plan: Plan, path: Path | None, overwrite: bool) -> xr.Dataset:
     }
     if plan.train_phase:
         coords |= {"param_layer": plan.params, "bin": list(range(HIST_BINS))}
+        coords["test_sigma"] = [0.0, *plan.spec.sigmas]  # the train-σ × test-σ matrix
     if plan.spec.midpoint_search:
         coords["visit"] = list(range(MAX_VISITS))
     types = _types(plan.found, plan.axis)

@@ -38,6 +38,57 @@ TRAIN_VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "1",
     ),
 }
+# Self-binarization where it lives (walknoise/walk/selfbin.py): the cell's own point and layer.
+POINT_REPEAT = ("layer", "repeat")
+TRAIN_VARIABLES |= {
+    "activation_zero_fraction": (
+        CELL,
+        "fraction of exact zeros of the noisy point's activations (clean test inputs)",
+        "1",
+    ),
+    "activation_bimodality": (
+        CELL,
+        "(skewness^2+1)/kurtosis of the noisy point's activations (clean test inputs)",
+        "1",
+    ),
+    "onoff_accuracy": (
+        CELL,
+        "accuracy under the noise with the point's activations replaced by an on/off code",
+        "1",
+    ),
+    "own_layer_binarized_accuracy": (
+        CELL,
+        "accuracy under the noise with only the layer feeding the point binarized per layer",
+        "1",
+    ),
+    "own_layer_binarized_accuracy_per_channel": (
+        CELL,
+        "as own_layer_binarized_accuracy with mean|w| per output channel",
+        "1",
+    ),
+    "cross_accuracy": (
+        (*CELL, "test_sigma"),
+        "accuracy of the noise-trained model under the noise at test_sigma",
+        "1",
+    ),
+    "clean_noisy_accuracy": (CELL, "accuracy of the clean model of the seed under the noise", "1"),
+    "clean_onoff_accuracy": (CELL, "onoff_accuracy of the clean model of the seed", "1"),
+    "clean_activation_zero_fraction": (
+        POINT_REPEAT,
+        "activation_zero_fraction of the clean model of the seed",
+        "1",
+    ),
+    "clean_activation_bimodality": (
+        POINT_REPEAT,
+        "activation_bimodality of the clean model of the seed",
+        "1",
+    ),
+    "init_weight_kurtosis": (
+        ("repeat", "param_layer"),
+        "Pearson kurtosis of the weights at initialisation (seed + repeat)",
+        "1",
+    ),
+}
 for _name, _stat in STATS.items():
     TRAIN_VARIABLES[_name] = (WEIGHT, _stat.long_name, "1")
     TRAIN_VARIABLES["clean_" + _name] = (
@@ -56,6 +107,7 @@ TRAIN_INT_VARS = {"trained_midpoint_status", "trained_layer_done"}
 TRAIN_COORDS = {
     "param_layer": ("parametrised layer (named_modules() name of a Linear/Conv)", ""),
     "bin": ("histogram bin", "1"),
+    "test_sigma": ("noise level at test time (0, then the scan's sigma grid)", "1"),
 }
 
 # Adaptive midpoint search (``--midpoint-search``): the σ values each layer's search visited.

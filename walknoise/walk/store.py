@@ -69,6 +69,7 @@ ALL_VARIABLES = {**VARIABLES, **TRAIN_VARIABLES, **SEARCH_VARIABLES}
 ALL_INT_VARS = INT_VARS | TRAIN_INT_VARS
 ALL_COORDS = {**COORDS, **TRAIN_COORDS, **SEARCH_COORDS}
 STRING_COORDS = ("layer", "param_layer")
+FLOAT_COORDS = ("sigma", "test_sigma")
 LAYER_TYPE = "module class of the injection point"
 
 
@@ -175,7 +176,7 @@ def _meta(long_name: str, units: str) -> dict[str, str]:
 
 
 def _coord_dtype(name: str) -> type:
-    return str if name in STRING_COORDS else float if name == "sigma" else np.int64
+    return str if name in STRING_COORDS else float if name in FLOAT_COORDS else np.int64
 
 
 def config_of(header: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,15 +22,18 @@ from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import Fanout, cell_seed, hooks, make_generator
 from walknoise.noise.kinds import Noise, make_noise
+from walknoise.noise.points import survey
 from walknoise.training import TrainConfig, evaluate, seeded_init, train_model
 from walknoise.types import Device, NoiseKind, ScanPhase
 from walknoise.walk.ensemble import blocker, group_size, train_ensemble, widest_activation
 from walknoise.walk.runner import LayerRunner
 from walknoise.walk.schema import HIST_BINS
+from walknoise.walk.selfbin import NoisyEval, cell_stats, clean_stats, feeding_layers
 from walknoise.walk.weights import (
     GROWTH,
     binarized,
     clamp_weights,
+    kurtosis,
     param_layers,
     weight_hists,
     weight_stats,
@@ -131,6 +134,21 @@ class TrainPhase:
     clean: dict[int, nn.Module] = field(default_factory=dict)
     trainings: int = 0
     _accuracy: dict[int, float] = field(default_factory=dict)
+    _owners: dict[str, str] | None = None
+
+    def owner(self, point: str) -> str | None:
+        """The parametrised layer feeding ``point`` (execution order); None for the input."""
+        if self._owners is None:
+            model = fresh(self.template, self.seed).to(self.device)
+            found = survey(model, self.test.input_shape, self.device).points
+            self._owners = feeding_layers(found, param_layers(model))
+        return self._owners.get(point)
+
+    def init_kurtosis(self, repeat: int, names: Sequence[str]) -> list[float]:
+        """Kurtosis of each layer's weights at initialisation (seed ``seed + repeat``): where
+        "towards 1" starts (PyTorch's default uniform init: 1.8)."""
+        weights = dict(fresh(self.template, self.seed + repeat).named_modules())
+        return [kurtosis(weights[n].weight.detach()) for n in names]
 
     def clean_accuracy(self, repeat: int) -> float:
         """Clean test accuracy of the clean model of seed ``seed + repeat``."""
@@ -219,10 +237,19 @@ class TrainPhase:
             for k in ("trained_accuracy", "trained_loss", "binarized_accuracy")
         }
         trained = self._train_cells(points, sigmas, repeats, scales)
+        test_sigmas = [0.0, *sigmas]
         for r in range(repeats):
             ref = weight_stats(self.clean_model(r), names)
+            ev = self._noisy_eval(layer, points, scales, r)
+            for key, value in clean_stats(ev, self.clean_model(r), sigmas).items():
+                per_sigma = np.shape(value)  # (σ,) or () for the point's clean activity
+                out.setdefault(key, np.full((*per_sigma, repeats), np.nan))[..., r] = value
             for j, sigma in enumerate(sigmas):
                 model = trained.pop((j, r))
+                for key, value in cell_stats(
+                    ev, model, sigma, self.owner(layer), test_sigmas
+                ).items():
+                    out.setdefault(key, np.full((*shape, *np.shape(value)), np.nan))[j, r] = value
                 stats = self._evaluate(model, layer, points, sigma, r, scales)
                 out["trained_accuracy"][j, r], out["trained_loss"][j, r] = stats
                 out["binarized_accuracy"][j, r] = self._evaluate(
@@ -237,6 +264,15 @@ class TrainPhase:
                         key = name.replace("weight_", "growth_")
                         out.setdefault(key, np.full((*shape, len(names)), np.nan))[j, r] = growth
         return out
+
+    def _noisy_eval(
+        self, layer: str, points: Sequence[str], scales: Sequence[float], repeat: int
+    ) -> NoisyEval:
+        x, y = self.test.x.to(self.device), self.test.y.to(self.device)
+        return NoisyEval(
+            x, y, self.noise, layer, tuple(points), tuple(scales), self.seed, repeat,
+            self.batch_size,
+        )  # fmt: skip
 
     def _evaluate(
         self,

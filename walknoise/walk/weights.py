@@ -59,11 +59,19 @@ def bimodality(w: torch.Tensor) -> float:
     """
     x = w.double().flatten()
     d = x - x.mean()
-    m2 = (d**2).mean()
+    return moment_bimodality(float((d**2).mean()), float((d**3).mean()), float((d**4).mean()))
+
+
+def moment_bimodality(m2: float, m3: float, m4: float) -> float:
+    """(skewness² + 1) / kurtosis from the central moments m2, m3, m4 (NaN when m2 = 0).
+
+    Shared by :func:`bimodality` and the activation statistics, which accumulate the moments
+    over batches instead of holding every value.
+    """
     if m2 <= 0:
         return float("nan")
-    skew = (d**3).mean() / m2**1.5
-    return float((skew**2 + 1) / ((d**4).mean() / m2**2))
+    skew = m3 / m2**1.5
+    return float((skew**2 + 1) / (m4 / m2**2))
 
 
 def mode_fraction(w: torch.Tensor, tolerance: float = 0.1) -> float:
@@ -114,14 +122,20 @@ def weight_hists(model: nn.Module, layers: list[str], bins: int = 64) -> list[li
     return out
 
 
-def binarized(model: nn.Module, layers: list[str]) -> nn.Module:
-    """A copy with each layer's weights replaced by sign(w)·mean|w| (biases kept)."""
+def binarized(model: nn.Module, layers: list[str], per_channel: bool = False) -> nn.Module:
+    """A copy with each layer's weights replaced by sign(w)·mean|w| (biases kept).
+
+    ``per_channel`` takes mean|w| per output channel (dim 0 of the weight: a Linear's output
+    feature, a Conv's filter) instead of over the whole layer: a layer whose filters binarize
+    each at its own scale passes this test and may fail the per-layer one.
+    """
     out = copy.deepcopy(model)
     modules = dict(out.named_modules())
     with torch.no_grad():
         for name in layers:
             w = modules[name].weight
-            w.copy_(torch.sign(w) * w.abs().mean())
+            dims = tuple(range(1, w.dim())) if per_channel else tuple(range(w.dim()))
+            w.copy_(torch.sign(w) * w.abs().mean(dim=dims, keepdim=True))
     return out
 
 
