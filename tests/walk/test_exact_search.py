@@ -38,6 +38,8 @@ def frechet(mid: float, k: float) -> Curve:
 def assert_found(curve: Curve, mid: float, rtol: float) -> None:
     found = find_midpoint(probe(curve), 1e-2, 1e3, CLEAN, CHANCE, rtol=rtol)
     assert abs(found.value / mid - 1) <= rtol, (found.value, found.sigmas)
+    # the stop is a bracket within rtol that holds the crossing, not agreeing estimates
+    assert found.low <= mid <= found.high and found.high / found.low <= 1 + rtol
     assert all(1e-2 <= s <= 1e3 for s in found.sigmas)
 
 
@@ -68,11 +70,23 @@ def test_exactly_halfway_at_the_smallest_sigma_is_below_range() -> None:
     assert found.status == BELOW_RANGE and found.value == 1e-2 and len(found.sigmas) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: two successive interpolations of a still-wide bracket agree by "
-    "coincidence and stop the search 24% off (mid 20: 3.16 -> 0.98, 26.8 -> 0.38, "
-    "56.2 -> 0.17 both give 15.2); the stop needs a narrow bracket, not agreeing estimates",
-)
 def test_cliff_then_long_tail_of_slope_two() -> None:
+    """Was a strict xfail: two successive interpolations of a still-wide bracket agreed by
+    coincidence and stopped the search 24% off (mid 20: 3.16 -> 0.98, 26.8 -> 0.38,
+    56.2 -> 0.17 both give 15.2). The search now stops on a narrow bracket only."""
     assert_found(frechet(20.0, 2.0), 20.0, 0.05)
+
+
+def test_known_ends_are_not_probed_again() -> None:
+    # the refinement of a grid interval: both ends measured already, only inside is probed
+    curve = weibull(3.0, 4.0)
+    known = {1.0: probe(curve)(1.0), 10.0: probe(curve)(10.0)}
+    found = find_midpoint(probe(curve), 1.0, 10.0, CLEAN, CHANCE, rtol=0.05, known=known)
+    assert all(1.0 < s < 10.0 for s in found.sigmas)
+    assert found.high / found.low <= 1.05 and found.low <= 3.0 <= found.high
+
+
+def test_budget_spent_leaves_the_bracket_wide_and_says_so() -> None:
+    found = find_midpoint(probe(weibull(3.0, 4.0)), 1e-2, 1e3, CLEAN, CHANCE, max_evals=3)
+    assert len(found.sigmas) == 3
+    assert found.high / found.low > 1.05 and found.low < found.value < found.high

@@ -10,6 +10,7 @@ from walknoise.walk.metrics import (
     BELOW_RANGE,
     NOT_REACHED,
     REACHED,
+    BatchStats,
     layer_midpoint,
     midpoint,
     score,
@@ -69,3 +70,27 @@ def test_score_counts_nonfinite_rows_as_wrong() -> None:
     assert correct.tolist() == [3, 1]
     assert finite.tolist() == [3, 1]
     assert torch.isfinite(loss_sum).all()
+
+
+def test_score_loss_of_huge_finite_logits_is_finite_and_counted() -> None:
+    # a logit gap of 6e38 overflows float32's log-softmax; the row is finite, so it is
+    # scored: correct where its argmax is right, its loss the gap itself (float64)
+    y = torch.tensor([0, 1])
+    logits = torch.tensor([[[3e38, -3e38, 0.0], [3e38, -3e38, 0.0]]])
+    correct, loss_sum, finite = score(logits, y)
+    assert correct.tolist() == [1] and finite.tolist() == [2]
+    assert float(loss_sum[0]) == pytest.approx(6e38, rel=1e-6)
+
+
+def test_score_every_row_overflowed_gives_zero_accuracy_and_no_loss() -> None:
+    # what a forward pass that overflows float32 everywhere gives: accuracy 0 (below
+    # chance, told apart by nonfinite_fraction = 1) and a mean loss of 0/0 = NaN
+    stats = BatchStats.zeros(1, "cpu")
+    c, ls, fin = score(torch.full((1, 4, 3), float("inf")), torch.tensor([0, 1, 2, 0]))
+    stats.correct += c
+    stats.loss_sum += ls
+    stats.finite += fin
+    stats.total += 4
+    assert stats.accuracy().tolist() == [0.0]
+    assert stats.nonfinite_fraction().tolist() == [1.0]
+    assert math.isnan(stats.mean_loss()[0])

@@ -42,23 +42,27 @@ class BatchStats:
 
 
 def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per-copy correct count, summed finite loss and finite count.
+    """Per-copy correct count, summed loss over finite rows and the count of finite rows.
 
-    ``logits`` has shape ``(copies, B, classes)``. A row with any inf/NaN logit counts as
-    a wrong prediction and is left out of the loss, so huge σ never crashes or poisons a cell.
+    ``logits`` has shape ``(copies, B, classes)``. A row (sample) with any inf/NaN logit
+    counts as a wrong prediction and is left out of the loss: its argmax is undefined (NaN)
+    or a tie between infinities, and noise so large that the float32 forward pass overflows
+    must neither crash a scan nor poison a cell. So the accuracy of a cell is always a
+    number in [0, 1], and it falls to 0 (below chance) where every output overflows, which
+    ``nonfinite_fraction`` = 1 then tells apart from a real collapse. The loss is taken in
+    float64, where every finite float32 row has a finite loss (a logit gap near 6e38
+    overflows float32's log-softmax), so "finite row" means the same for loss and count.
     """
-    logits = logits.float()
     finite = torch.isfinite(logits).all(dim=-1)
     pred = logits.argmax(dim=-1)
     correct = ((pred == y) & finite).sum(dim=1)
-    safe = torch.where(finite.unsqueeze(-1), logits, torch.zeros_like(logits))
+    safe = torch.where(finite.unsqueeze(-1), logits, torch.zeros_like(logits)).double()
     copies, batch, classes = safe.shape
     loss = F.cross_entropy(safe.reshape(-1, classes), y.repeat(copies), reduction="none").reshape(
         copies, batch
     )
-    ok = finite & torch.isfinite(loss)
-    loss_sum = torch.where(ok, loss, torch.zeros_like(loss)).sum(dim=1)
-    return correct, loss_sum, ok.sum(dim=1)
+    loss_sum = torch.where(finite, loss, torch.zeros_like(loss)).sum(dim=1)
+    return correct, loss_sum, finite.sum(dim=1)
 
 
 def midpoint(
