@@ -32,7 +32,13 @@ from .options import command_line, data_option, model_options, open_model, outpu
 @click.option("--batches", default=10, show_default=True, type=int)
 @click.option("--batch-size", default=64, show_default=True, type=int)
 @click.option("--max-coords", default=4096, show_default=True, type=int, help="Entries per tensor.")
-@click.option("--stable-fit", is_flag=True, help="Also fit a stable law (α, β); ~2 s per cell.")
+@click.option(
+    "--bootstrap",
+    default=200,
+    show_default=True,
+    type=int,
+    help="Bootstrap replicates for the α, β intervals (0: none).",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @output_options("gni.h5")
 def run(
@@ -49,14 +55,15 @@ def run(
     batches: int,
     batch_size: int,
     max_coords: int,
-    stable_fit: bool,
+    bootstrap: int,
     seed: int,
     device: str,
     output: Path,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Tail index, skewness and kurtosis of the implicit gradient noise, per weight tensor."""
+    """Stable-law α and β (with bootstrap intervals), block α and skewness of the implicit
+    gradient noise, per weight tensor."""
     spec = GNISpec(
         sigmas=parse_sigmas(sigma),
         noise=noise,
@@ -68,7 +75,7 @@ def run(
         batch_size=batch_size,
         max_coords=max_coords,
         seed=seed,
-        stable_fit=stable_fit,
+        bootstrap=bootstrap,
         device=device,
     )
     loaded = open_model(model_path, arch, trust_pickle)
@@ -81,8 +88,8 @@ def run(
 
 
 FIGURES = {
-    "sigma": "α, skewness, kurtosis vs σ (at --step, default the last)",
-    "training": "α, skewness, kurtosis vs training step (at --sigma, default the first)",
+    "sigma": "stable-fit α, β and skewness vs σ (at --step, default the last)",
+    "training": "stable-fit α, β and skewness vs training step (at --sigma, default the first)",
     "histogram": "standardised noise density against N(0, 1) (at --sigma and --step)",
 }
 

@@ -21,6 +21,7 @@ def gni_file(mlp_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     result = invoke("gni", "run", mlp_checkpoint, *noise, *FAST, "-o", out)
     assert result.exit_code == 0, result.output
     assert "fc1.weight" in result.output and f"wrote {out}" in result.output
+    assert "α [95% CI]" in result.output and "β [95% CI]" in result.output
     return out
 
 
@@ -33,7 +34,9 @@ def test_gni_writes_statistics(gni_file: Path) -> None:
         "fc4.weight",
     ]
     assert list(ds["sigma"].values) == [0.05, 0.2]
-    assert np.all(np.isfinite(ds["alpha"].values))
+    assert np.all(np.isfinite(ds["alpha"].values)) and np.all(np.isfinite(ds["alpha_block"]))
+    # two batches: the bootstrap resamples them, so every cell has an interval around α̂
+    assert np.all((ds["alpha_low"] <= ds["alpha"]) & (ds["alpha"] <= ds["alpha_high"]))
     assert ds.attrs["data"] == "mnist:train" and ds.attrs["noise"] == "multiplicative"
     assert ds.attrs["command"].startswith("walknoise gni run ")
 

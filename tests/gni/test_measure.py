@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from scipy import stats
 from torch import nn
 
 from tests.conftest import learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
+from walknoise.gni import store as gni_store
 from walknoise.gni.measure import (
     GNISpec,
+    _fill,
     draw_gradients,
     gradient_noise,
     injection_points,
@@ -24,6 +27,7 @@ from walknoise.gni.measure import (
     noisy_loss,
     parameter_layers,
 )
+from walknoise.gni.stable import fit_stable
 from walknoise.noise.inject import inject
 from walknoise.noise.points import INPUT
 
@@ -89,7 +93,11 @@ def test_small_additive_noise_on_a_linear_model_is_nearly_gaussian() -> None:
     res = gradient_noise(model, (x, y), sigma=0.01, loss="mse", draws=100, batches=10)
     stats = res.dataset.sel(param_layer="weight").isel(sigma=0, step=0)
     coord = stats.sel(standardize="coordinate")
-    assert abs(float(coord["alpha"]) - 2.0) < 0.25
+    assert abs(float(coord["alpha_block"]) - 2.0) < 0.25
+    # the stable fit on the pooled noise: a Gaussian reads α near 2; 64,000 values give
+    # McCulloch's α̂ a standard error near 0.02, and the pooled coordinates have different
+    # scales (a scale mixture reads heavier), hence the wider band
+    assert float(stats["alpha"]) > 1.85
     assert abs(float(coord["skewness"])) < 0.1 and abs(float(coord["kurtosis"])) < 0.3
 
 
@@ -117,28 +125,30 @@ def test_result_shapes_and_values(result) -> None:  # type: ignore[no-untyped-de
     assert np.all(ds["n_samples"].values <= 3 * 12 * ds["param_coords"].values[:, None, None, None])
     assert float(ds["loss_noisy"].sel(sigma=0.5, step=0)) > float(ds["loss_clean"].sel(step=0))
     assert json.loads(ds.attrs["injection_points"]) == [INPUT, "act1"]
-    assert np.all(np.isnan(ds["stable_alpha"].values))  # not asked for
+    assert np.all((ds["alpha_low"] <= ds["alpha"]) & (ds["alpha"] <= ds["alpha_high"]))
+    assert np.all((ds["beta_low"] <= ds["beta"]) & (ds["beta"] <= ds["beta_high"]))
     table = res.table()
-    assert len(table) == 8 and {"alpha", "alpha_coord", "alpha_robust"} <= set(table.columns)
-    assert "fc2.bias" in res.summary() and "α/robust" in res.summary()
+    assert len(table) == 8 and {"alpha", "beta", "alpha_block_robust"} <= set(table.columns)
+    assert "fc2.bias" in res.summary() and "β [95% CI]" in res.summary()
 
 
 def test_same_seed_same_numbers(result) -> None:  # type: ignore[no-untyped-def]
     res, _ = result
     again = gradient_noise(tiny_mlp(), learnable_data(200), **SMALL)
-    for name in ("alpha", "skewness", "histogram", "rms"):
+    for name in ("alpha", "beta_high", "alpha_block", "skewness", "histogram", "rms"):
         assert np.array_equal(again.dataset[name].values, res.dataset[name].values, equal_nan=True)
 
 
 def test_file_is_netcdf_with_scales(result) -> None:  # type: ignore[no-untyped-def]
     res, path = result
     with xr.open_dataset(path, engine="h5netcdf") as ds:
-        assert ds["alpha"].dims == ("param_layer", "sigma", "step", "standardize")
-        assert ds["alpha"].attrs["units"] == "1" and "tail index" in ds["alpha"].attrs["long_name"]
+        assert ds["alpha_block"].dims == ("param_layer", "sigma", "step", "standardize")
+        assert ds["alpha"].dims == ("param_layer", "sigma", "step")
+        assert ds["alpha"].attrs["units"] == "1" and "stable law" in ds["alpha"].attrs["long_name"]
         assert list(ds["standardize"].values) == ["layer", "coordinate", "robust"]
         assert json.loads(ds.attrs["config"])["draws"] == 12
     with h5py.File(path, "r") as f:
-        for name in ("alpha", "histogram", "loss_noisy", "param_size"):
+        for name in ("alpha", "alpha_block", "histogram", "loss_noisy", "param_size"):
             scales = [dim[0].name.lstrip("/") for dim in f[name].dims]
             assert scales == list(res.dataset[name].dims)
         assert f["param_layer"].dtype.kind == "O"  # variable-length UTF-8
@@ -154,12 +164,28 @@ def test_default_points_and_parameters() -> None:
     assert [n for n, _ in parameter_layers(model)] == ["fc1.weight", "fc2.weight"]
 
 
-def test_stable_fit_fills_alpha_beta() -> None:
-    res = gradient_noise(
-        tiny_mlp(), learnable_data(200), draws=5, batches=2, max_coords=40, stable_fit=True
-    )
-    values = res.dataset["stable_alpha"].values
-    assert np.all((values > 0.4) & (values <= 2.0))
+def test_fill_fits_the_stable_law_of_the_centred_noise() -> None:
+    """``alpha``/``beta`` are the stable fit of the tensor's noise after the mean over draws
+    is removed and dead coordinates are dropped: synthetic per-draw gradients with a known
+    law, a batch-dependent mean (the explicit part) and one coordinate the noise never
+    moves."""
+    rng = np.random.default_rng(0)
+    noise = stats.levy_stable.rvs(1.5, 0.5, size=(8, 500, 40), random_state=rng)
+    g = noise + rng.normal(size=(8, 1, 40)) * 10  # the mean gradient of each batch
+    g[:, :, 0] = 3.0  # a dead coordinate: constant over the draws
+    ds = gni_store.empty(["w"], [0.1], 0, {})
+    _fill(ds, (0, 0), g.astype(np.float32), np.random.default_rng(1), bootstrap=100)
+    cell = ds.isel(param_layer=0, sigma=0, step=0)
+    centred = (g - g.mean(axis=1, keepdims=True))[:, :, 1:].astype(np.float32)
+    want = fit_stable(centred.astype(np.float64))
+    # float32 storage moves a few quantiles in the last digits: 1e-3 is far below the
+    # interval widths asserted next
+    assert float(cell["alpha"]) == pytest.approx(want[0], abs=1e-3)
+    assert float(cell["beta"]) == pytest.approx(want[1], abs=1e-3)
+    assert int(cell["stable_n"]) == 8 * 500 * 39
+    # 156,000 values of a known law: the batch bootstrap's interval covers it
+    assert float(cell["alpha_low"]) < 1.5 < float(cell["alpha_high"])
+    assert float(cell["beta_low"]) < 0.5 < float(cell["beta_high"])
 
 
 def test_bad_input_is_a_user_error(tmp_path: Path) -> None:

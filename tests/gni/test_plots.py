@@ -33,7 +33,10 @@ def test_figures_have_one_panel_per_statistic_or_tensor(
     hist = gni_plots.histograms(tracked, sigma=0.1, step=0)
     for fig in (sigma, training, hist):
         assert isinstance(fig, Figure)
-    assert [ax.get_ylabel() for ax in sigma.axes] == ["tail index α", "skewness", "excess kurtosis"]
+    labels = ["tail index α", "asymmetry β", "sample skewness"]
+    assert [ax.get_ylabel() for ax in sigma.axes] == labels
+    # α: one stable-fit and one block line per tensor, and the shaded interval per tensor
+    assert len(sigma.axes[0].lines) == 1 + 2 * 2 and len(sigma.axes[0].collections) == 2
     assert sigma.axes[0].get_xscale() == "log"
     assert "step 10" in sigma.get_suptitle()  # the last step by default
     assert "σ = 0.3" in training.get_suptitle()

@@ -14,7 +14,6 @@ from walknoise.gni.tails import (
     histogram,
     moments,
     robust_columns,
-    stable_fit,
     standardize,
     standardize_columns,
     summarize,
@@ -116,11 +115,6 @@ def test_summarize_and_histogram() -> None:
     counts, outside = histogram(np.append(z, [50.0, -50.0]))
     assert counts.sum() + outside == 20_002 and outside == 2
     assert len(bin_centres()) == len(counts) and bin_centres()[0] < 0 < bin_centres()[-1]
-
-
-def test_stable_fit_recovers_alpha_and_beta() -> None:
-    alpha, beta = stable_fit(stable(1.5, 0.5, n=20_000), np.random.default_rng(0))
-    assert abs(alpha - 1.5) < 0.15 and abs(beta - 0.5) < 0.3
 
 
 def test_bad_input_is_a_user_error() -> None:

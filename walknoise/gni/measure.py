@@ -31,10 +31,10 @@ from walknoise.errors import WalknoiseError
 from walknoise.gni import store as gni_store
 from walknoise.gni.result import GNIResult, load_gni
 from walknoise.gni.spec import LOSSES, PARAMS, Criterion, GNISpec, criterion
+from walknoise.gni.stable import fit_stable_groups
 from walknoise.gni.tails import (
     histogram,
     robust_columns,
-    stable_fit,
     standardize,
     standardize_columns,
     summarize,
@@ -69,7 +69,9 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     *(nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU),
     *(nn.Mish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Softplus),
 )
-_STAT_VARS = ("alpha", "skewness", "kurtosis", "n_samples")  # TailStats' fields, in order
+# TailStats' fields, in order, as results-file variables
+_STAT_VARS = ("alpha_block", "skewness", "kurtosis", "n_samples")
+_FIT_VARS = ("alpha", "beta", "alpha_low", "alpha_high", "beta_low", "beta_high", "stable_n")
 
 
 def injection_points(
@@ -202,7 +204,11 @@ def _collect(
 
 
 def _fill(
-    ds: xr.Dataset, cell: tuple[int, int], g: npt.NDArray[np.float32], rng: np.random.Generator
+    ds: xr.Dataset,
+    cell: tuple[int, int],
+    g: npt.NDArray[np.float32],
+    rng: np.random.Generator,
+    bootstrap: int,
 ) -> None:
     """Statistics of one parameter tensor's gradient noise at one σ, written into ``ds``."""
     raw = g.astype(np.float64)
@@ -222,9 +228,17 @@ def _fill(
             ds[name].values[j, i, 0, m] = value
     ds["rms"].values[j, i, 0] = math.sqrt(float(np.mean(raw**2)))
     ds["histogram"].values[j, i, 0], ds["hist_outside"].values[j, i, 0] = histogram(z)
-    if ds.attrs.get("stable_fit") and z.size >= 16:
-        alpha, beta = stable_fit(z, rng)
-        ds["stable_alpha"].values[j, i, 0], ds["stable_beta"].values[j, i, 0] = alpha, beta
+    # The paper's statistics: one stable law per tensor on the pooled noise (its scale does
+    # not matter: the fit is location/scale invariant). Batches are the bootstrap's
+    # independent units; a single batch falls back to its i.i.d. noise draws.
+    units = raw if raw.shape[0] >= 2 else raw.transpose(1, 0, 2)
+    mask = live if raw.shape[0] >= 2 else live.transpose(1, 0, 2)
+    fit = fit_stable_groups(
+        [u[k] for u, k in zip(units, mask, strict=True)], rng, replicates=bootstrap
+    )
+    values = (fit.alpha, fit.beta, fit.alpha_low, fit.alpha_high, fit.beta_low, fit.beta_high)
+    for name, value in zip(_FIT_VARS, (*values, fit.n), strict=True):
+        ds[name].values[j, i, 0] = value
 
 
 def _clean_loss(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], loss: str) -> float:
@@ -252,7 +266,7 @@ def measure(
     params = parameter_layers(model, spec.params)
     coords = _coords(params, spec)
     batches = _batches(x, y, spec)
-    attrs = {**(attrs or {}), "stable_fit": int(spec.stable_fit)}
+    attrs = dict(attrs or {})
     ds = gni_store.empty([n for n, _ in params], spec.sigmas, step, attrs)
     ds["param_size"].values[:] = [p.numel() for _, p in params]
     ds["param_coords"].values[:] = [len(c) for c in coords]
@@ -267,7 +281,7 @@ def measure(
                 ds["loss_noisy"].values[i, 0] = noisy
                 for j, (name, _) in enumerate(params):
                     rng = np.random.default_rng(cell_seed(spec.seed, name, step))
-                    _fill(ds, (j, i), grads[j], rng)
+                    _fill(ds, (j, i), grads[j], rng, spec.bootstrap)
     finally:
         model.train(was_training)
     return ds
@@ -332,10 +346,10 @@ def gradient_noise(
 
     ``sigma`` is one level, a list, or a grid string (``"log:1e-2:1:5"``). Further
     ``options`` are :class:`GNISpec` fields (``batches``, ``batch_size``, ``params``,
-    ``loss``, ``seed``, ``stable_fit``, ``max_coords``, ``ratio``, ``device``).
+    ``loss``, ``seed``, ``bootstrap``, ``max_coords``, ``ratio``, ``device``).
 
     >>> res = gradient_noise(model, "mnist", noise="multiplicative", sigma=0.1)
-    >>> res.table()   # α, skewness, kurtosis per parameter tensor and σ
+    >>> res.table()   # stable-fit α, β (with intervals), block α, skewness per tensor and σ
     """
     if isinstance(sigma, str):
         sigmas = parse_sigmas(sigma)

@@ -2,8 +2,10 @@
 
 Presentation only, in the style of :mod:`walknoise.walk.plots`: each function takes a
 ``GNIResult`` (or its ``xarray.Dataset``) and returns a fresh matplotlib ``Figure``; pyplot
-is never touched. Solid lines are the paper's per-tensor standardisation; dashed and dotted
-lines scale each coordinate by its std and by its median absolute deviation over the draws.
+is never touched. The α and β panels show the paper's statistics, a stable law fitted to
+each tensor's pooled noise, as solid lines with their bootstrap intervals shaded; the α panel
+adds the block estimator (dashed) and the skewness panel the sample skewness per tensor
+(solid) and per coordinate (dashed).
 """
 
 from __future__ import annotations
@@ -25,14 +27,19 @@ __all__ = ["histograms", "over_sigma", "over_training"]
 
 _PANELS = (
     ("alpha", "tail index α", 2.0, "Gaussian: α = 2"),
-    ("skewness", "skewness", 0.0, "symmetric: 0"),
-    ("kurtosis", "excess kurtosis", 0.0, "Gaussian: 0"),
+    ("beta", "asymmetry β", 0.0, "symmetric: β = 0"),
+    ("skewness", "sample skewness", 0.0, "symmetric: 0"),
 )
-_MODES = (
-    ("layer", "-", "per tensor"),
-    ("coordinate", "--", "per coordinate (std)"),
-    ("robust", ":", "per coordinate (MAD)"),
-)
+# (variable, standardisation or None, line style, legend label)
+_FIT = "stable fit, 95% interval"
+_LINES = {
+    "alpha": (("alpha", None, "-", _FIT), ("alpha_block", "layer", "--", "block estimator")),
+    "beta": (("beta", None, "-", _FIT),),
+    "skewness": (
+        ("skewness", "layer", "-", "skew per tensor"),
+        ("skewness", "coordinate", ":", "skew per coordinate"),
+    ),
+}
 
 
 def _dataset(result: object) -> xr.Dataset:
@@ -58,6 +65,11 @@ def _colours(n: int) -> list[tuple[float, float, float]]:
     return list(sns.color_palette("colorblind" if n <= 10 else "husl", n))
 
 
+def _series(ds: xr.Dataset, var: str, mode: str | None, name: str) -> np.ndarray:
+    data = ds[var].sel(param_layer=name)
+    return np.asarray((data if mode is None else data.sel(standardize=mode)).values, dtype=float)
+
+
 def _trend(ds: xr.Dataset, x_dim: str, caption: str) -> Figure:
     names = [str(v) for v in ds["param_layer"].values]
     xs = np.asarray(ds[x_dim].values, dtype=np.float64)
@@ -66,13 +78,13 @@ def _trend(ds: xr.Dataset, x_dim: str, caption: str) -> Figure:
     colours = _colours(len(names))
     for ax, (var, label, ref, ref_label) in zip(axes, _PANELS, strict=True):
         ax.axhline(ref, color="0.6", lw=1.0, ls="-.", label=ref_label)
-        # MAD-scaled moments run to 10⁵ when a coordinate has a narrow core and rare
-        # jumps; they would flatten the other curves, so only its α is drawn.
-        for mode, style, _ in _MODES if var == "alpha" else _MODES[:2]:
-            data = ds[var].sel(standardize=mode)
-            for name, colour in zip(names, colours, strict=True):
-                ys = np.asarray(data.sel(param_layer=name).values, dtype=np.float64)
+        for name, colour in zip(names, colours, strict=True):
+            for line_var, mode, style, _ in _LINES[var]:
+                ys = _series(ds, line_var, mode, name)
                 ax.plot(xs, ys, ls=style, marker="o", ms=3.5, color=colour, lw=1.5)
+            if var in ("alpha", "beta"):
+                low, high = (_series(ds, f"{var}_{end}", None, name) for end in ("low", "high"))
+                ax.fill_between(xs, low, high, color=colour, alpha=0.2, lw=0)
         ax.set_ylabel(label)
         ax.set_xlabel("noise σ" if x_dim == "sigma" else "training step")
         if x_dim == "sigma" and len(xs) > 1:
@@ -81,21 +93,22 @@ def _trend(ds: xr.Dataset, x_dim: str, caption: str) -> Figure:
             ax.xaxis.set_minor_formatter(NullFormatter())  # 2×10⁻¹ labels would collide
         ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=c, lw=2, label=n) for n, c in zip(names, colours, strict=True)]
-    handles += [Line2D([], [], color="0.3", ls=s, label=lab) for _, s, lab in _MODES]
-    handles.append(Line2D([], [], color="0.6", ls="-.", label="Gaussian value"))
+    styles = {(s, lab) for lines in _LINES.values() for _, _, s, lab in lines}
+    handles += [Line2D([], [], color="0.3", ls=s, label=lab) for s, lab in sorted(styles)]
+    handles.append(Line2D([], [], color="0.6", ls="-.", label="Gaussian / symmetric value"))
     fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize="small")
     fig.suptitle(f"implicit gradient noise, {ds.attrs.get('noise', '')} noise, {caption}")
     return fig
 
 
 def over_sigma(result: object, *, step: float | None = None) -> Figure:
-    """α, skewness and excess kurtosis per parameter tensor against σ (at one step)."""
+    """Stable-fit α and β (with intervals), block α and skewness per tensor against σ."""
     ds = _pick(_dataset(result), "step", step)
     return _trend(ds, "sigma", f"weights of step {int(ds['step'])}")
 
 
 def over_training(result: object, *, sigma: float | None = None) -> Figure:
-    """α, skewness and excess kurtosis per parameter tensor against the training step."""
+    """Stable-fit α and β (with intervals), block α and skewness against the training step."""
     ds = _pick(_dataset(result), "sigma", sigma)
     return _trend(ds, "step", f"σ = {float(ds['sigma']):.3g}")
 
@@ -115,10 +128,10 @@ def _histogram_panel(ax: Axes, ds: xr.Dataset, name: str) -> None:
     ax.plot(centres, gauss, color="0.2", lw=1.2, ls="--", label="N(0, 1)")
     ax.set_yscale("log")
     ax.set_ylim(0.5 / total / width, 1.0)
-    stats = cell.sel(standardize="layer")
+    layer = cell.sel(standardize="layer")
     text = (
-        f"α = {float(stats['alpha']):.2f}\nskew = {float(stats['skewness']):.2f}\n"
-        f"kurt = {float(stats['kurtosis']):.1f}"
+        f"α = {float(cell['alpha']):.2f}\nβ = {float(cell['beta']):.2f}\n"
+        f"block α = {float(layer['alpha_block']):.2f}"
     )
     style: dict[str, Any] = {"va": "top", "fontsize": "small", "family": "monospace"}
     ax.text(0.03, 0.97, text, transform=ax.transAxes, **style)

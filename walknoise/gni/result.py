@@ -12,21 +12,21 @@ from walknoise.gni import store as gni_store
 from walknoise.io.result import ResultBase
 from walknoise.table import text_table
 
-# (table column, summary title); "/coord", "/robust": scaled per coordinate by std, by MAD.
+# (table column(s), summary title): the stable fit with its interval, then the block
+# estimator and moments; "/coord", "/robust": scaled per coordinate by std, by MAD.
 _COLUMNS = (
-    ("param_layer", "tensor"),
-    ("sigma", "σ"),
-    ("step", "step"),
-    ("alpha", "α"),
-    ("alpha_coord", "α/coord"),
-    ("alpha_robust", "α/robust"),
-    ("skewness", "skew"),
-    ("skewness_coord", "skew/coord"),
-    ("kurtosis", "kurt"),
-    ("kurtosis_coord", "kurt/coord"),
-    ("stable_alpha", "stable α"),
-    ("stable_beta", "stable β"),
+    (("param_layer",), "tensor"),
+    (("sigma",), "σ"),
+    (("step",), "step"),
+    (("alpha", "alpha_low", "alpha_high"), "α [95% CI]"),
+    (("beta", "beta_low", "beta_high"), "β [95% CI]"),
+    (("alpha_block",), "α block"),
+    (("alpha_block_coord",), "block/coord"),
+    (("alpha_block_robust",), "block/robust"),
+    (("skewness",), "skew"),
+    (("kurtosis",), "kurt"),
 )
+_FIT = ["alpha", "alpha_low", "alpha_high", "beta", "beta_low", "beta_high", "stable_n", "rms"]
 
 
 class GNIResult(ResultBase):
@@ -38,13 +38,13 @@ class GNIResult(ResultBase):
     CELL = ("param_layer", "sigma", "step")
 
     def table(self) -> pd.DataFrame:
-        """One row per (param_layer, sigma, step): α, skewness, kurtosis under both
-        standardisations (suffix ``_coord``: per coordinate by std, ``_robust``: by MAD),
-        stable fit and RMS."""
+        """One row per (param_layer, sigma, step): the stable fit's α and β with their
+        bootstrap intervals, RMS, and the block α, skewness, kurtosis under the three
+        scalings (suffix ``_coord``: per coordinate by std, ``_robust``: by MAD)."""
         ds = self.dataset
-        parts = [ds[["stable_alpha", "stable_beta", "rms"]].to_dataframe()]
+        parts = [ds[_FIT].to_dataframe()]
         for mode, suffix in (("layer", ""), ("coordinate", "_coord"), ("robust", "_robust")):
-            sel = ds[["alpha", "skewness", "kurtosis"]].sel(standardize=mode, drop=True)
+            sel = ds[["alpha_block", "skewness", "kurtosis"]].sel(standardize=mode, drop=True)
             parts.append(sel.to_dataframe().add_suffix(suffix))
         return pd.concat(parts, axis=1).reset_index()
 
@@ -57,10 +57,11 @@ class GNIResult(ResultBase):
             noisy = float(ds["loss_noisy"].sel(sigma=s).isel(step=-1))
             clean = float(ds["loss_clean"].isel(step=-1))
             head.append(f"σ = {s:.3g}: loss clean {clean:.4f}, under noise {noisy:.4f}")
-        table = self.table()[[column for column, _ in _COLUMNS]]
+        table = self.table()
         rows: list[tuple[str, ...]] = [tuple(title for _, title in _COLUMNS)]
-        for rec in table.itertuples(index=False):
-            rows.append((str(rec[0]), f"{rec[1]:.3g}", str(rec[2]), *map(_num, rec[3:])))
+        for _, rec in table.iterrows():
+            cells = [_cell([rec[c] for c in columns]) for columns, _ in _COLUMNS[3:]]
+            rows.append((str(rec["param_layer"]), f"{rec['sigma']:.3g}", str(rec["step"]), *cells))
         return "\n".join([*head, text_table(rows)])
 
     def to_dataframe(self) -> pd.DataFrame:
@@ -75,9 +76,19 @@ class GNIResult(ResultBase):
         )
 
 
-def _num(value: object) -> str:
+def _num(value: object, digits: int = 3) -> str:
     v = float(value)  # type: ignore[arg-type]
-    return "-" if math.isnan(v) else f"{v:.3f}"
+    return "-" if math.isnan(v) else f"{v:.{digits}f}"
+
+
+def _cell(values: list[object]) -> str:
+    """A value, or a value and its interval: ``1.73 [1.70, 1.76]`` (two decimals: the
+    bootstrap intervals are rarely narrower than 0.01)."""
+    if len(values) == 1:
+        return _num(values[0])
+    low, high = (float(v) for v in values[1:])  # type: ignore[arg-type]
+    interval = "" if math.isnan(low) else f" [{_num(low, 2)}, {_num(high, 2)}]"
+    return _num(values[0], 2) + interval
 
 
 def load_gni(path: str | Path) -> GNIResult:

@@ -54,8 +54,9 @@ class GNISpec:
     """Entries kept per parameter tensor (a fixed random subset), to bound memory."""
     loss: str = "cross_entropy"
     seed: int = 0
-    stable_fit: bool = False
-    """Also fit a stable law (α, β) with scipy on a 2,000-point subsample (about 2 s each)."""
+    bootstrap: int = 200
+    """Bootstrap replicates for the intervals on the stable fit's α and β (resampling
+    batches; with one batch, its draws); 0 skips the intervals."""
     device: DeviceName | str = "cpu"
 
     def __post_init__(self) -> None:
@@ -69,6 +70,8 @@ class GNISpec:
                 f"draws={self.draws}; the implicit effect needs at least 2 draws per batch",
                 argument="draws",
             )
+        if self.bootstrap < 0:
+            raise WalknoiseError(f"bootstrap={self.bootstrap}; use 0 (no intervals) or more")
         for name in ("batches", "batch_size", "max_coords"):
             if getattr(self, name) < 1:
                 raise WalknoiseError(f"{name} must be at least 1, got {getattr(self, name)}")

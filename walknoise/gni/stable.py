@@ -105,15 +105,18 @@ def fit_stable_groups(
     picks = [g for g in _subsample(arrays, rng, max_points) if g.size]
     n = int(sum(g.size for g in picks))
     if n < MIN_POINTS:
-        return StableFit(*([math.nan] * 6), n=n, groups=len(picks))
+        nan = math.nan
+        return StableFit(nan, nan, nan, nan, nan, nan, n=n, groups=len(picks))
     alpha, beta = fit_stable(np.concatenate(picks))
-    low = high = (math.nan, math.nan)
+    low = high = np.full(2, math.nan)
     if len(picks) >= 2 and replicates > 0:
         reps = np.array([_replicate(picks, rng) for _ in range(replicates)])
         tail = 100 * (1 - level) / 2
-        low = tuple(np.nanpercentile(reps, tail, axis=0))  # type: ignore[assignment]
-        high = tuple(np.nanpercentile(reps, 100 - tail, axis=0))  # type: ignore[assignment]
-    return StableFit(alpha, beta, low[0], high[0], low[1], high[1], n=n, groups=len(picks))
+        low, high = np.nanpercentile(reps, [tail, 100 - tail], axis=0)
+    return StableFit(
+        alpha, beta, float(low[0]), float(high[0]), float(low[1]), float(high[1]),
+        n=n, groups=len(picks),
+    )  # fmt: skip
 
 
 def _replicate(picks: Sequence[Array], rng: np.random.Generator) -> tuple[float, float]:

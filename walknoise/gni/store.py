@@ -22,7 +22,9 @@ from walknoise.gni.tails import bin_centres
 from walknoise.io.provenance import provenance
 
 FORMAT = "walknoise-gni"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: ``alpha``/``beta`` are the stable fit with intervals; the block estimator is
+``alpha_block`` (version 1 called it ``alpha``)."""
 WHAT = "gradient-noise"
 STANDARDIZE = ("layer", "coordinate", "robust")
 
@@ -30,12 +32,17 @@ _CELL = ("param_layer", "sigma", "step")
 _BY_MODE = (*_CELL, "standardize")
 # name -> (dims, long_name, units, dtype); the single source of the file's variables.
 VARIABLES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
-    "alpha": (_BY_MODE, "tail index (Mohammadi et al. 2015 estimator)", "1", "f8"),
+    "alpha": (_CELL, "tail index of a fitted stable law (McCulloch quantiles)", "1", "f8"),
+    "alpha_low": (_CELL, "alpha, lower end of the percentile-bootstrap interval", "1", "f8"),
+    "alpha_high": (_CELL, "alpha, upper end of the percentile-bootstrap interval", "1", "f8"),
+    "beta": (_CELL, "asymmetry beta of the fitted stable law (0 when alpha = 2)", "1", "f8"),
+    "beta_low": (_CELL, "beta, lower end of the percentile-bootstrap interval", "1", "f8"),
+    "beta_high": (_CELL, "beta, upper end of the percentile-bootstrap interval", "1", "f8"),
+    "stable_n": (_CELL, "gradient-noise values the stable fit uses", "1", "i8"),
+    "alpha_block": (_BY_MODE, "tail index (Mohammadi et al. 2015 block estimator)", "1", "f8"),
     "skewness": (_BY_MODE, "sample skewness of the implicit gradient noise", "1", "f8"),
     "kurtosis": (_BY_MODE, "sample excess kurtosis of the implicit gradient noise", "1", "f8"),
     "n_samples": (_BY_MODE, "gradient-noise values the statistics use", "1", "i8"),
-    "stable_alpha": (_CELL, "stable-law alpha (McCulloch quantile fit, subsample)", "1", "f8"),
-    "stable_beta": (_CELL, "stable-law beta, the skewness parameter (same fit)", "1", "f8"),
     "rms": (_CELL, "root mean square of the implicit gradient noise", "loss/param", "f8"),
     "histogram": ((*_CELL, "bin"), "counts of layer-standardised noise per bin", "1", "i8"),
     "hist_outside": (_CELL, "layer-standardised values beyond the histogram range", "1", "i8"),

@@ -1,4 +1,4 @@
-"""Tail and asymmetry statistics of a sample: tail index α, skewness, kurtosis, stable fit.
+"""Tail and asymmetry statistics of a sample: block tail index α, skewness, kurtosis.
 
 The tail index follows Mohammadi, Mohammadpour & Ogata (2015, Corollary 2.4), the estimator
 Şimşekli et al. (2019) applied to SGD noise: for i.i.d. symmetric α-stable X_1..X_n split
@@ -8,7 +8,7 @@ into n₂ blocks of n₁, with Y_j the block sums,
 
 because a sum of n₁ stable variables is n₁^{1/α} times one of them. It is scale-free, gives
 ≈ 2 on Gaussian data and needs centred samples (α > 1). Everything here is plain numpy
-(float64) plus scipy for the optional stable-law fit.
+(float64); the stable-law fit (α, β) the paper reports is in :mod:`walknoise.gni.stable`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ Array = npt.NDArray[np.float64]
 HIST_RANGE = 10.0
 """Histogram bins cover [−HIST_RANGE, HIST_RANGE] in standard deviations."""
 HIST_BINS = 100
-STABLE_SUBSAMPLE = 2000
-"""Points given to the stable-law fit: its last step evaluates the stable density at
-every point (about 1 ms each in scipy), so the full sample would take minutes."""
 
 
 @dataclass(frozen=True)
@@ -139,25 +136,3 @@ def histogram(z: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], int]:
 def bin_centres() -> Array:
     edges = np.linspace(-HIST_RANGE, HIST_RANGE, HIST_BINS + 1)
     return np.asarray((edges[:-1] + edges[1:]) / 2, dtype=np.float64)
-
-
-def _start_only(func: object, x0: Array, args: object = (), disp: int = 0) -> Array:
-    return x0
-
-
-def stable_fit(
-    x: npt.ArrayLike, rng: np.random.Generator, subsample: int = STABLE_SUBSAMPLE
-) -> tuple[float, float]:
-    """(α, β) of a stable law fitted to a random subsample with scipy.
-
-    These are McCulloch's (1986) quantile estimates, which ``levy_stable.fit`` computes as
-    its starting point; we stop there because the likelihood optimisation that follows takes
-    minutes even for 500 points, while the quantile estimates are consistent on their own.
-    """
-    from scipy import stats  # imported here: only this optional fit needs scipy
-
-    arr = _flat(x, "the stable fit", 16)
-    if arr.size > subsample:
-        arr = rng.choice(arr, size=subsample, replace=False)
-    alpha, beta, _loc, _scale = stats.levy_stable.fit(arr, optimizer=_start_only)
-    return float(alpha), float(beta)
