@@ -1,4 +1,4 @@
-"""Deterministic, minimal training for the zoo models (Adam + cross-entropy)."""
+"""Deterministic, minimal training for the zoo models (Adam or plain SGD + cross-entropy)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from walknoise.errors import WalknoiseError
 from walknoise.progress import progress_bar
 
 SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("adam", "sgd")
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 StepHook = Callable[[nn.Module, int, float], None]
@@ -28,7 +29,7 @@ class TrainConfig:
     epochs: int = 5
     """Full passes over the training set."""
     lr: float = 1e-3
-    """Adam learning rate (the peak rate for the cosine schedule)."""
+    """Learning rate (the peak rate for the cosine schedule)."""
     batch_size: int = 64
     """Samples per optimiser step; the last batch of an epoch may be smaller."""
     seed: int = 0
@@ -36,7 +37,11 @@ class TrainConfig:
     schedule: str = "cosine"
     """``"cosine"``: anneal lr to 0 over all steps; ``"constant"``: keep ``lr``."""
     weight_decay: float = 0.0
-    """Adam L2 weight decay."""
+    """L2 weight decay."""
+    optimizer: str = "adam"
+    """``"adam"``, or ``"sgd"``: plain SGD without momentum, as Camuto et al. (2021) train
+    (their ``playground/*.ipynb`` use ``torch.optim.SGD(params, lr)``); Adam rescales each
+    coordinate's step, which changes how heavy-tailed gradient noise acts."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -48,6 +53,10 @@ class TrainConfig:
                 f"schedule {self.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}",
             ),
             (self.weight_decay >= 0, f"weight decay is {self.weight_decay}; use 0 or more"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"optimizer {self.optimizer!r} is unknown; use one of {', '.join(OPTIMIZERS)}",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -143,7 +152,8 @@ def train_model(
     start_time = time.perf_counter()
     dev = torch.device(device)
     model.to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    make = torch.optim.SGD if config.optimizer == "sgd" else torch.optim.Adam
+    optimizer = make(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(x) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = (
