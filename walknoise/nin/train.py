@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,12 +73,19 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def make_optimizer(name: str, params: object, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: object, lr: float, *, momentum: float = 0.0, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """SGD (``momentum`` 0: vanilla) or Adam; ``weight_decay`` adds ``weight_decay · w`` to
+    every gradient (an L2 penalty ``½ λ‖w‖²``; for Adam before its rescaling, not AdamW)."""
+    if name not in OPTIMIZERS:
+        raise WalknoiseError(f"optimizer {name!r} is unknown; use one of {', '.join(OPTIMIZERS)}")
+    groups: Any = params
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)  # type: ignore[arg-type]
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)  # type: ignore[arg-type]
-    raise WalknoiseError(f"optimizer {name!r} is unknown; use one of {', '.join(OPTIMIZERS)}")
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if momentum:
+        raise WalknoiseError(f"momentum is {momentum}; only SGD takes one (Adam: leave it 0)")
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
 
 
 def _evaluate(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn) -> tuple[float, float]:
@@ -111,13 +119,20 @@ def train_trace(
     batch_size: int = 64,
     seed: int = 0,
     optimizer: str = "sgd",
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
     x_test: Tensor | None = None,
     y_test: Tensor | None = None,
     eval_every: int = 1,
     loss_fn: LossFn = F.cross_entropy,
     progress: tqdm | None = None,  # type: ignore[type-arg]
+    on_step: Callable[[int], None] | None = None,
 ) -> Trace:
-    """Train ``model`` (a :class:`NINModel` or a bare model) in place and trace every step."""
+    """Train ``model`` (a :class:`NINModel` or a bare model) in place and trace every step.
+
+    ``on_step(t)`` is called after update ``t`` is traced (and with 0 before the first), e.g.
+    to measure the model along the run; it must leave the model's weights and mode as found.
+    """
     if len(x) == 0 or len(x) != len(y):
         raise WalknoiseError("the training set must be non-empty with one target per input")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -125,12 +140,16 @@ def train_trace(
     total = epochs * steps_per_epoch
     trace = _empty_trace(len(_niw(model)), total)
     trace.niw[:, 0] = _niw(model)
+    if on_step is not None:
+        on_step(0)
     tested = x_test is not None and y_test is not None
     if tested:
         assert x_test is not None and y_test is not None
         x_test, y_test = x_test.to(device), y_test.to(device)
         trace.test_loss[0], trace.test_accuracy[0] = _evaluate(model, x_test, y_test, loss_fn)
-    opt = make_optimizer(optimizer, model.parameters(), lr)
+    opt = make_optimizer(
+        optimizer, model.parameters(), lr, momentum=momentum, weight_decay=weight_decay
+    )
     gen = torch.Generator().manual_seed(seed)
     start, step = time.perf_counter(), 0
     model.train()
@@ -154,6 +173,8 @@ def train_trace(
                 trace.test_loss[step], trace.test_accuracy[step] = ev
             if progress is not None:
                 progress.update(1)
+            if on_step is not None:
+                on_step(step)
     return _stopped(trace, model, total, start)
 
 
