@@ -17,6 +17,7 @@ from walknoise.nin.phases import PHASES, PhaseCriteria
 from walknoise.nin.probe import ProbeConfig, ProbeResult, load_probe, probe
 from walknoise.nin.report import probe_text
 from walknoise.nin.train import torch_threads
+from walknoise.training import seeded_init
 
 CONFIG = ProbeConfig(sigma_eps=(0.01, 1e4), lr=(0.05, 0.2), seeds=(0, 1), epochs=3)
 
@@ -33,7 +34,8 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProbeResult, Path]
 def test_grid_layout(result: tuple[ProbeResult, Path]) -> None:
     ds = result[0].dataset
     steps = 3 * 8  # 500 samples / 64 per batch = 8 steps per epoch
-    assert dict(ds.sizes) == {"sigma_eps": 2, "lr": 2, "seed": 2, "nin": 1, "step": steps + 1}
+    sizes = {"sigma_eps": 2, "lr": 2, "seed": 2, "nin": 1, "step": steps + 1}
+    assert dict(ds.sizes) == sizes | {"hessian_step": steps + 1}  # 24 // 20: every step
     assert ds["nin"].values.tolist() == ["1"]
     assert set(ds["phase"].values.ravel()) <= set(range(len(PHASES)))
     niw = ds["niw_norm"].values
@@ -58,7 +60,8 @@ def test_tiny_noise_tracks_the_reference_and_huge_noise_diverges(
 def test_file_is_netcdf4_with_dimension_scales(result: tuple[ProbeResult, Path]) -> None:
     memory, path = result
     with xr.open_dataset(path, engine="h5netcdf") as opened:
-        assert set(opened.dims) == {"sigma_eps", "lr", "seed", "nin", "step"}
+        assert set(opened.dims) == {"sigma_eps", "lr", "seed", "nin", "step", "hessian_step"}
+        assert opened["hessian_top_eigenvalue"].dims[-1] == "hessian_step"
         assert opened["niw_norm"].dims == ("sigma_eps", "lr", "seed", "nin", "step")
         assert opened["niw_norm"].attrs["units"] == "1"
         assert opened["tau_niw"].attrs["long_name"].startswith("exponential decay time")
@@ -75,6 +78,34 @@ def test_file_is_netcdf4_with_dimension_scales(result: tuple[ProbeResult, Path])
     xr.testing.assert_identical(
         back.dataset[["phase", "niw_norm"]], memory.dataset[["phase", "niw_norm"]]
     )
+
+
+def test_hessian_top_eigenvalue_over_training(result: tuple[ProbeResult, Path]) -> None:
+    ds = result[0].dataset
+    lam = ds["hessian_top_eigenvalue"]
+    assert lam.dims == ("sigma_eps", "lr", "seed", "nin", "hessian_step")
+    ref = ds["reference_hessian_top_eigenvalue"].values
+    # Step 0: the same initial weights in every run of a seed, so the same λ.
+    start = lam.sel(hessian_step=0).values
+    np.testing.assert_allclose(start, np.broadcast_to(ref[..., 0], start.shape), rtol=1e-4)
+    # ... and it is the dense Hessian's top eigenvalue (first 512 training samples: all 500).
+    train, _ = data()
+    for k, seed in enumerate(CONFIG.seeds):
+        with seeded_init(seed):
+            model = small()
+        model.eval()
+
+        def loss(u: torch.Tensor, model: torch.nn.Module = model) -> torch.Tensor:
+            z = model[1](model[0](train.x)) + u
+            return torch.nn.functional.cross_entropy(model[3](model[2](z)), train.y)
+
+        dense = torch.autograd.functional.hessian(loss, torch.zeros(24))
+        top = float(torch.linalg.eigvalsh(dense.double()).max())
+        assert ref[:, k, 0, 0] == pytest.approx([top, top], rel=0.01)
+    # Training changes it, and the clean runs at tiny σ_ε follow the reference's curvature.
+    assert np.isfinite(ref).all() and not np.allclose(ref[..., 0:1], ref[..., -1:], rtol=0.01)
+    tiny = lam.sel(sigma_eps=0.01).values
+    np.testing.assert_allclose(tiny, ref, rtol=0.05)  # w·ε ~ 1e-3 barely moves the weights
 
 
 def test_same_config_same_numbers(result: tuple[ProbeResult, Path]) -> None:

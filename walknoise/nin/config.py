@@ -44,6 +44,11 @@ class ProbeConfig:
     """Bound of the NIWs' uniform initialisation; None: the layer's 1/sqrt(fan_in)."""
     eval_every: int | None = None
     """Steps between clean test evaluations; None: as often as keeps it to ~500 per run."""
+    hessian_every: int | None = None
+    """Steps between measurements of the top Hessian eigenvalue λ of the loss with respect to
+    each NIN layer's output (:mod:`walknoise.nin.hessian`); None: about 20 per run."""
+    hessian_samples: int = 512
+    """How many training samples (the first ones, the same at every step) λ is measured on."""
     criteria: PhaseCriteria = field(default_factory=PhaseCriteria)
 
     def __post_init__(self) -> None:
@@ -63,6 +68,14 @@ class ProbeConfig:
                 f"optimizer {self.optimizer!r} is unknown; use one of {', '.join(OPTIMIZERS)}",
             ),
             (self.eval_every is None or self.eval_every >= 1, "eval_every must be at least 1"),
+            (
+                self.hessian_every is None or self.hessian_every >= 1,
+                f"hessian_every is {self.hessian_every}; use at least 1 (None: ~20 per run)",
+            ),
+            (
+                self.hessian_samples >= 1,
+                f"hessian_samples is {self.hessian_samples}; use at least 1, e.g. 512",
+            ),
             (
                 self.init_scale is None or (math.isfinite(self.init_scale) and self.init_scale > 0),
                 f"NIW init scale is {self.init_scale}; use a positive value such as 0.05",

@@ -4,8 +4,11 @@ For every seed and learning rate the probe trains one reference run without NINs
 run per σ_ε with NINs, all from the same initial weights and data order (and, across σ_ε,
 the same ε draws scaled by σ_ε), so the runs differ only by the injected noise. Each run is
 traced step by step (:mod:`walknoise.nin.train`), classified into a phase and fitted with
-exponential time scales (:mod:`walknoise.nin.phases`); everything goes to one
-``xarray.Dataset`` with dimensions ``sigma_eps``, ``lr``, ``seed``, ``nin`` and ``step``.
+exponential time scales (:mod:`walknoise.nin.phases`), and measured along the way: the top
+Hessian eigenvalue λ of the loss with respect to each NIN layer's output
+(:mod:`walknoise.nin.hessian`), which sets the predicted phase boundary ``η σ_ε² λ = 2``, in
+the reference runs too. Everything goes to one ``xarray.Dataset`` with dimensions
+``sigma_eps``, ``lr``, ``seed``, ``nin``, ``step`` and ``hessian_step``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +26,7 @@ from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.models import build_model
 from walknoise.nin.config import ProbeConfig
+from walknoise.nin.hessian import OutputCurvature
 from walknoise.nin.model import attach_nins, nin_targets
 from walknoise.nin.phases import PHASES
 from walknoise.nin.results import (
@@ -110,28 +115,34 @@ def _probe(
     train, test = train_test_data(data, test_data)
     factory = model_factory(arch, train)
     with seeded_init(0):
-        nin_targets(factory(), cfg.where)  # a bad layer name fails before any training
+        names = nin_targets(factory(), cfg.where)  # a bad layer name fails before training
     steps = cfg.epochs * -(-len(train) // cfg.batch_size)
     every = cfg.eval_every or max(1, steps // 500)
-    runs = Runs()
+    h_every = cfg.hessian_every or max(1, steps // 20)
+    runs = Runs(names=names, hessian_steps=np.unique(np.r_[0:steps:h_every, steps]))
     total = len(cfg.seeds) * len(cfg.lr) * (len(cfg.sigma_eps) + 1) * steps
     with progress_bar(total=total, unit="step", desc="nin probe", disable=not progress) as bar:
         for k, seed in enumerate(cfg.seeds):
             for j, lr in enumerate(cfg.lr):
                 for i in (-1, *range(len(cfg.sigma_eps))):  # -1: the reference run
                     sigma = None if i < 0 else cfg.sigma_eps[i]
-                    model = _model(factory, seed, sigma, cfg, runs, dev)
+                    model = _model(factory, seed, sigma, cfg, dev)
+                    curvature, on_step = _curvature(model, train, cfg, runs)
                     trace = train_trace(
                         model, train.x, train.y, lr=lr, epochs=cfg.epochs,
                         batch_size=cfg.batch_size, seed=seed, optimizer=cfg.optimizer,
                         x_test=test.x, y_test=test.y, eval_every=every, progress=bar,
+                        on_step=on_step,
                     )  # fmt: skip
                     bar.update(steps - trace.steps_done)  # a stopped run skips its rest
                     if i < 0:
                         runs.reference[j, k] = trace
+                        runs.reference_hessian[j, k] = curvature
                     else:
                         runs.nin[i, j, k] = trace
-    ds = build_dataset(cfg, runs, steps, _attrs(cfg, arch, train, test, every))
+                        runs.hessian[i, j, k] = curvature
+    attrs = _attrs(cfg, arch, train, test, every) | {"hessian_every": h_every}
+    ds = build_dataset(cfg, runs, steps, attrs)
     result = ProbeResult(ds)
     if output is not None:
         result.save(output)
@@ -143,16 +154,29 @@ def _model(
     seed: int,
     sigma: float | None,
     cfg: ProbeConfig,
-    runs: Runs,
     device: torch.device,
 ) -> nn.Module:
     with seeded_init(seed):
         model = factory().to(device)
     if sigma is None:
         return model
-    nin = attach_nins(model, cfg.where, sigma_eps=sigma, init_scale=cfg.init_scale, seed=seed)
-    runs.names = nin.names
-    return nin
+    return attach_nins(model, cfg.where, sigma_eps=sigma, init_scale=cfg.init_scale, seed=seed)
+
+
+def _curvature(
+    model: nn.Module, train: TensorData, cfg: ProbeConfig, runs: Runs
+) -> tuple[np.ndarray, Callable[[int], None]]:
+    """An array ``(nins, hessian steps)`` of λ, and the callback that fills it during training."""
+    n = min(cfg.hessian_samples, len(train))
+    measure = OutputCurvature(model, runs.names, train.x[:n], train.y[:n])
+    values = np.full((len(runs.names), len(runs.hessian_steps)), np.nan)
+    slot = {int(step): at for at, step in enumerate(runs.hessian_steps)}
+
+    def on_step(step: int) -> None:
+        if step in slot:
+            values[:, slot[step]] = measure()
+
+    return values, on_step
 
 
 def _attrs(

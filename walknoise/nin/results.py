@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 FORMAT = "walknoise-nin-probe"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: papers' phase names, undetermined, Hessian eigenvalues
 
 
 @dataclass
@@ -52,6 +52,11 @@ class Runs:
     nin: dict[tuple[int, int, int], Trace] = field(default_factory=dict)
     reference: dict[tuple[int, int], Trace] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    hessian_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    """Steps at which λ was measured."""
+    hessian: dict[tuple[int, int, int], np.ndarray] = field(default_factory=dict)
+    """λ per NIN run, ``(nins, hessian steps)``."""
+    reference_hessian: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
 
 def file_attrs(
@@ -77,11 +82,14 @@ def _fit_tau(trace_values: np.ndarray, window: int) -> float:
 
 def build_dataset(cfg: ProbeConfig, runs: Runs, steps: int, attrs: dict[str, Any]) -> xr.Dataset:
     s_, r_, k_, n_ = len(cfg.sigma_eps), len(cfg.lr), len(cfg.seeds), len(runs.names)
+    h_ = len(runs.hessian_steps)
     window = max(1, round(cfg.criteria.smooth * steps))
     grid: dict[str, np.ndarray] = {
         name: np.full(shape, np.nan)
         for name, shape in {
             "niw_norm": (s_, r_, k_, n_, steps + 1),
+            "hessian_top_eigenvalue": (s_, r_, k_, n_, h_),
+            "reference_hessian_top_eigenvalue": (r_, k_, n_, h_),
             "tau_niw": (s_, r_, k_, n_),
             **{v: (s_, r_, k_, steps + 1) for v in ("train_loss", "test_loss", "test_accuracy")},
             **{v: (r_, k_, steps + 1) for v in _REF_SERIES},
@@ -92,6 +100,10 @@ def build_dataset(cfg: ProbeConfig, runs: Runs, steps: int, attrs: dict[str, Any
     phase = np.zeros((s_, r_, k_), dtype=np.int8)
     for (j, k), ref in runs.reference.items():
         _fill_reference(grid, j, k, ref, window)
+    for at, values in runs.hessian.items():
+        grid["hessian_top_eigenvalue"][at] = values
+    for (j, k), values in runs.reference_hessian.items():
+        grid["reference_hessian_top_eigenvalue"][j, k] = values
     for (i, j, k), trace in runs.nin.items():
         ref = runs.reference[j, k]
         ev = evidence(trace.niw, trace.train_loss, ref.train_loss, cfg.criteria, ref.test_loss)
@@ -103,6 +115,7 @@ def build_dataset(cfg: ProbeConfig, runs: Runs, steps: int, attrs: dict[str, Any
         "seed": list(cfg.seeds),
         "nin": runs.names,
         "step": np.arange(steps + 1),
+        "hessian_step": np.asarray(runs.hessian_steps, dtype=np.int64),
     }
     data_vars: dict[str, Any] = {
         name: (VARIABLES[name][0], values, _meta(name)) for name, values in grid.items()
@@ -169,11 +182,22 @@ COORDS = {
     "seed": ("seed of initial weights, NIWs, data order and noise", "1"),
     "nin": ("layer carrying the NIN (named_modules() name)", ""),
     "step": ("optimiser updates made (0: initialisation)", "1"),
+    "hessian_step": ("optimiser updates made when the Hessian was measured", "1"),
 }
 _SERIES = (*_RUN, "step")
 # name -> (dims, long_name, units): the single source of the file's variables.
 VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "niw_norm": ((*_RUN, "nin", "step"), "L2 norm of the noise injection weights", "1"),
+    "hessian_top_eigenvalue": (
+        (*_RUN, "nin", "hessian_step"),
+        "top eigenvalue of the Hessian of the clean loss w.r.t. the NIN layer's output",
+        "1",
+    ),
+    "reference_hessian_top_eigenvalue": (
+        (*_REF, "nin", "hessian_step"),
+        "top Hessian eigenvalue w.r.t. the NIN layer's output, run without NINs",
+        "1",
+    ),
     "train_loss": (_SERIES, "loss of the training batch of this update (NINs on)", "nat"),
     "test_loss": (_SERIES, "clean test loss (NINs off), NaN where not evaluated", "nat"),
     "test_accuracy": (_SERIES, "clean test accuracy (NINs off)", "1"),
