@@ -10,7 +10,7 @@ from walknoise.gni.tracking import MODES, GNITraining, training_hooks
 from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
 from walknoise.recipes import train_checkpoint
-from walknoise.training import TrainConfig
+from walknoise.training import OPTIMIZERS, TrainConfig
 from walknoise.types import NoiseKind
 
 from .options import command_line, data_option, prefixed_options
@@ -27,6 +27,13 @@ from .options import command_line, data_option, prefixed_options
 @data_option("8,000-image train split")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option(
+    "--optimizer",
+    type=click.Choice(OPTIMIZERS),
+    default="adam",
+    show_default=True,
+    help="sgd: plain SGD without momentum (the GNI paper's optimizer).",
+)
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
@@ -59,6 +66,7 @@ def train(
     data: str,
     epochs: int,
     lr: float,
+    optimizer: str,
     batch_size: int,
     seed: int,
     device: str,
@@ -70,8 +78,10 @@ def train(
     gni_output: Path | None,
     output: Path,
 ) -> None:
-    """Train a model with Adam (cosine schedule) and save a walknoise checkpoint."""
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    """Train a model with Adam or plain SGD (cosine schedule) and save a walknoise checkpoint."""
+    config = TrainConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer
+    )
     kwargs = {"batchnorm": True} if batchnorm else {}
     if gni_every is not None and gni_output is None:
         gni_output = output.with_suffix(".gni.h5")

@@ -57,7 +57,8 @@ def test_train_tracks_gradient_noise(tmp_path: Path) -> None:
     out = tmp_path / "m.pt"
     args = ("--arch", "mlp", "--data", data, "--epochs", "1", "--batch-size", "100")
     gni = ("--gni-mode", "marginal", "--gni-draws", "2", "--gni-every", "2")
-    result = invoke("train", *args, *gni, "--gni-noise", "multiplicative", "-o", out)
+    sgd = ("--optimizer", "sgd")  # the paper's optimizer
+    result = invoke("train", *args, *gni, *sgd, "--gni-noise", "multiplicative", "-o", out)
     assert result.exit_code == 0, result.output
     assert f"wrote {tmp_path / 'm.gni.h5'}" in result.output
     ds = load_gni(tmp_path / "m.gni.h5").dataset
@@ -65,6 +66,7 @@ def test_train_tracks_gradient_noise(tmp_path: Path) -> None:
     assert ds.attrs["noise"] == "multiplicative"
     meta = torch.load(out, weights_only=True)["meta"]
     assert meta["gni"]["mode"] == "marginal" and meta["gni"]["draws"] == 2
+    assert meta["train"]["optimizer"] == "sgd"
 
 
 def test_errors_are_one_line(mlp_checkpoint: Path, gni_file: Path, tmp_path: Path) -> None:
