@@ -9,6 +9,8 @@ import click
 from walknoise.io.provenance import invoked_as
 from walknoise.recipes import run_demo
 
+from .options import normalize_option
+
 
 @click.command()
 @click.option(
@@ -21,10 +23,12 @@ from walknoise.recipes import run_demo
 )
 @click.option("--epochs", default=12, show_default=True, type=click.IntRange(min=1))
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
-def demo(output: Path, epochs: int, repeats: int) -> None:
+@normalize_option()
+def demo(output: Path, epochs: int, repeats: int, normalize: str) -> None:
     """The two-minute tour: model.pt, results.h5 and heatmap.png in one directory."""
-    with invoked_as(f"walknoise demo -o {output}"):
-        out = run_demo(output, epochs=epochs, repeats=repeats)
+    scaled = f" --normalize {normalize}" if normalize != "none" else ""
+    with invoked_as(f"walknoise demo -o {output}{scaled}"):
+        out = run_demo(output, epochs=epochs, repeats=repeats, normalize=normalize)
     click.echo(
         f"LeNet-5 test accuracy {out.test_accuracy:.4f}; wrote {out.model}, "
         f"{out.results}, {out.heatmap}"

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from walknoise.data_norm import NORMALIZATIONS, Normalization
 from walknoise.errors import WalknoiseError
 from walknoise.models import LoadedModel, load_model
 
@@ -148,3 +149,37 @@ def data_option(split: str) -> Callable[[Callable[..., Any]], Any]:
         show_default=True,
         help=f"'mnist' (bundled {split}) or a .pt/.npz file with x, y.",
     )
+
+
+_SCALINGS = (
+    "Input scaling: none (as given; MNIST in [0, 1]), pm1 ((x - 0.5) / 0.5), standard "
+    "(mean/std of the training data)."
+)
+
+
+def normalize_option(from_model: bool = False) -> Callable[[Callable[..., Any]], Any]:
+    """``--normalize none|pm1|standard``; with ``from_model`` its default is the one MODEL's
+    checkpoint records (see :func:`model_normalization`)."""
+    return click.option(
+        "--normalize",
+        type=click.Choice(NORMALIZATIONS),
+        default=None if from_model else "none",
+        show_default=not from_model,
+        help=_SCALINGS + (" Default: MODEL's, else none." if from_model else ""),
+    )
+
+
+def model_normalization(loaded: LoadedModel, normalize: str | None) -> str | Normalization:
+    """``normalize``, or (``None``) what MODEL was trained on: a checkpoint from
+    ``walknoise train`` records it (``standard`` with the training data's mean/std), so the
+    scan sees inputs scaled as in training. A different choice is warned about."""
+    trained = Normalization.from_attrs(loaded.meta)
+    if normalize is None:
+        return trained or "none"
+    if trained is not None and trained.kind != normalize:
+        click.echo(
+            f"warning: MODEL was trained on inputs normalised {trained.describe()}; "
+            f"--normalize {normalize} scales them differently",
+            err=True,
+        )
+    return normalize

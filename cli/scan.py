@@ -21,7 +21,9 @@ from .interrupt import stop_promptly
 from .options import (
     command_line,
     data_option,
+    model_normalization,
     model_options,
+    normalize_option,
     open_model,
     output_options,
     train_phase_options,
@@ -31,6 +33,7 @@ from .options import (
 @click.command()
 @model_options
 @data_option("2,000-image test split")
+@normalize_option(from_model=True)
 @click.option("--noise", type=click.Choice(KINDS), default="additive", show_default=True)
 @click.option(
     "--ratio",
@@ -92,6 +95,7 @@ def scan(
     arch: str | None,
     trust_pickle: bool,
     data: str,
+    normalize: str | None,
     noise: NoiseKind,
     ratio: float,
     sigmas: str,
@@ -156,6 +160,7 @@ def scan(
             output=output,
             overwrite=overwrite,
             progress=not quiet,
+            normalize=model_normalization(loaded, normalize),
             executor=runs_on,
         )
     click.echo(midpoint_table(result))

@@ -13,7 +13,7 @@ from walknoise.recipes import train_checkpoint
 from walknoise.training import OPTIMIZERS, TrainConfig
 from walknoise.types import NoiseKind
 
-from .options import command_line, data_option, prefixed_options
+from .options import command_line, data_option, normalize_option, prefixed_options
 
 
 @click.command()
@@ -25,6 +25,7 @@ from .options import command_line, data_option, prefixed_options
 )
 @click.option("--batchnorm", is_flag=True, help="Zoo models: add BatchNorm after each layer.")
 @data_option("8,000-image train split")
+@normalize_option()
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option(
@@ -64,6 +65,7 @@ def train(
     arch: str,
     batchnorm: bool,
     data: str,
+    normalize: str,
     epochs: int,
     lr: float,
     optimizer: str,
@@ -96,11 +98,12 @@ def train(
             seed=seed,
         )
         with invoked_as(command_line(click.get_current_context())):  # tracking files record it
-            hooks = training_hooks(noisy, data, config)
+            hooks = training_hooks(noisy, data, config, normalize)
     metrics = train_checkpoint(
         arch,
         output,
         data=data,
+        normalize=normalize,
         arch_kwargs=kwargs,
         config=config,
         device=device,

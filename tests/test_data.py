@@ -89,7 +89,8 @@ def test_load_mnist_shapes(split: str, n: int) -> None:
     assert d.name == f"mnist:{split}" and len(d) == n
     assert d.x.shape == (n, 1, 28, 28) and d.x.dtype == torch.float32
     assert d.y.shape == (n,) and d.y.dtype == torch.int64
-    assert d.x.min() == -1.0 and d.x.max() == 1.0
+    assert d.x.min() == 0.0 and d.x.max() == 1.0  # ToTensor()'s range, as the authors load it
+    assert d.normalization.kind == "none"
     assert set(d.y.tolist()) == set(range(10)) and d.num_classes == 10
     assert d.input_shape == (1, 28, 28)
 
@@ -97,11 +98,11 @@ def test_load_mnist_shapes(split: str, n: int) -> None:
 def test_load_mnist_matches_raw_bytes() -> None:
     pixels, labels = _raw_mnist()
     idx = np.random.default_rng(0).permutation(10000)[8000:]
-    expected = ((pixels[idx].astype(np.float64) / 255 - 0.5) / 0.5).mean()
+    expected = (pixels[idx].astype(np.float64) / 255).mean()
     d = load_mnist("test")
     assert abs(float(d.x.double().mean()) - expected) < 1e-6
     np.testing.assert_array_equal(d.y.numpy(), labels[idx])
-    np.testing.assert_allclose(d.x[5].flatten(), (pixels[idx[5]] / 255 - 0.5) / 0.5, atol=1e-6)
+    np.testing.assert_allclose(d.x[5].flatten(), pixels[idx[5]] / 255, atol=1e-6)
     assert load_mnist("all").y[:5].tolist() == [7, 2, 1, 0, 4]  # well-known first test labels
 
 
@@ -124,7 +125,7 @@ def test_mnist_data_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("WALKNOISE_DATA_DIR", str(tmp_path))
     d = load_mnist("all")
     assert d.x.shape == (10000, 1, 2, 2) and d.num_classes == 4
-    expected = (np.array([[0.0, 1.0], [2.0, 3.0]]) / 255 - 0.5) / 0.5
+    expected = np.array([[0.0, 1.0], [2.0, 3.0]]) / 255
     np.testing.assert_allclose(d.x[0, 0].numpy(), expected, rtol=0, atol=1e-6)
 
 

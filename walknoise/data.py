@@ -1,12 +1,14 @@
 """Evaluation data: the bundled MNIST split, user files, and in-memory tensors/datasets.
 
-Bundled MNIST: the 10,000 official MNIST *test* images ship gzip-compressed in the repository's
-``data/mnist/`` folder (override with ``WALKNOISE_DATA_DIR``, a directory containing ``mnist/``).
-They are split once, deterministically: ``np.random.default_rng(0).permutation(10000)``; the first
-8,000 indices are ``"train"``, the last 2,000 are ``"test"`` (each in permutation order); ``"all"``
-is all 10,000 in file order. Images are mapped to [-1, 1], ``x = (pixels / 255 - 0.5) / 0.5``
-(float32, shape (N, 1, 28, 28)); labels are int64. The Walking Noise authors' MNIST loader
-keeps ``ToTensor()``'s [0, 1] by default (their ``data/MNIST.py``; 0.5/0.5 is an option).
+Bundled MNIST (:mod:`walknoise.mnist_files`): 10,000 official MNIST test images split once into
+8,000 ``"train"`` and 2,000 ``"test"`` images (``"all"``: the 10,000). Images are
+``x = pixels / 255`` in [0, 1] (float32, shape (N, 1, 28, 28)), as ``ToTensor()`` leaves them in
+the Walking Noise authors' loader (their ``data/MNIST.py``, whose ``normalize=False`` default
+adds nothing); labels are int64.
+
+``normalize=`` (:mod:`walknoise.data_norm`) rescales any data: ``"none"`` (the default),
+``"pm1"`` (``(x - 0.5) / 0.5``) or ``"standard"`` (mean/std of the training inputs); the
+:class:`TensorData` carries what was applied, and results files record it.
 
 Every path ends in :class:`TensorData`, whose constructor runs the one validation routine, so a
 bad file, tensor pair or dataset fails early with a :class:`WalknoiseError` naming the fix.
@@ -14,34 +16,35 @@ bad file, tensor pair or dataset fails early with a :class:`WalknoiseError` nami
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import math
-import os
-import struct
 import zipfile
-import zlib
 from collections.abc import Iterable, Mapping, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from walknoise.data_norm import NONE, NORMALIZATIONS, Normalization, check_kind, normalization_of
 from walknoise.errors import WalknoiseError
+from walknoise.mnist_files import first_line as _first_line
+from walknoise.mnist_files import mnist_arrays, read_idx
 
-__all__ = ["TensorData", "fingerprint", "load_file", "load_mnist", "read_idx", "resolve_data"]
+__all__ = [
+    "NORMALIZATIONS",
+    "Normalization",
+    "TensorData",
+    "data_normalization",
+    "fingerprint",
+    "load_file",
+    "load_mnist",
+    "read_idx",
+    "resolve_data",
+]
 
-MNIST_SIZE = 10_000
-MNIST_TRAIN_SIZE = 8_000
-MNIST_SPLIT_SEED = 0
-MNIST_SPLITS = ("train", "test", "all")
-DATA_DIR_ENV = "WALKNOISE_DATA_DIR"
 LAYOUT = "x (float, shape (N, ...)) and y (integer class labels, shape (N,))"
 FILE_LAYOUT = f"a .pt or .npz file holding {LAYOUT}"
-_REFETCH = "restore the file from the walknoise repository or point WALKNOISE_DATA_DIR elsewhere"
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 HASH_CHUNK_BYTES = 1 << 24
 """Bytes copied to the CPU at a time by :func:`fingerprint` (never the whole set at once)."""
@@ -96,6 +99,7 @@ class TensorData:
     x: torch.Tensor  # float, (N, ...)
     y: torch.Tensor  # int64, (N,)
     name: str  # e.g. "mnist:test" or the file path
+    normalization: Normalization = field(default=NONE)  # what walknoise applied to x
 
     def __post_init__(self) -> None:
         # _as_tensor: the annotations say Tensor, but numpy arrays passed at runtime are fine.
@@ -120,7 +124,7 @@ class TensorData:
         """The first ``n`` samples (all of them if ``n >= len(self)``)."""
         if n < 1:
             raise WalknoiseError(f"subset size must be at least 1, got {n}; pass a positive count")
-        return TensorData(self.x[:n], self.y[:n], self.name)
+        return TensorData(self.x[:n], self.y[:n], self.name, self.normalization)
 
 
 def fingerprint(data: TensorData) -> str:
@@ -132,6 +136,9 @@ def fingerprint(data: TensorData) -> str:
     GPU never holds a second copy of it.
     """
     h = hashlib.sha256()
+    norm = data.normalization
+    if norm.kind != "none":  # the bytes differ anyway; the label says why
+        h.update(f"normalization:{norm.kind}:{norm.mean!r}:{norm.std!r};".encode())
     for name, t in (("x", data.x), ("y", data.y)):
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         rows = max(1, HASH_CHUNK_BYTES // max(1, t[:1].numel() * t.element_size()))
@@ -141,71 +148,16 @@ def fingerprint(data: TensorData) -> str:
     return h.hexdigest()
 
 
-def read_idx(path: str | Path) -> npt.NDArray[np.uint8]:
-    """Read an IDX file of unsigned bytes (type code 0x08), gzip-compressed if named ``*.gz``."""
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise WalknoiseError(
-            f"cannot read IDX file {path} ({_first_line(exc)}); {_REFETCH}"
-        ) from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[3] == 0:
-        raise WalknoiseError(f"IDX file {path} has a bad magic number; " + _REFETCH)
-    if raw[2] != 0x08:
-        raise WalknoiseError(
-            f"IDX file {path} has data type code {raw[2]:#04x}; only unsigned bytes (0x08) are "
-            "supported: " + _REFETCH
-        )
-    header = 4 + 4 * raw[3]
-    if len(raw) < header:
-        raise WalknoiseError(f"IDX file {path} is truncated inside its header; " + _REFETCH)
-    dims = struct.unpack(f">{raw[3]}I", raw[4:header])
-    if len(raw) - header != math.prod(dims):
-        raise WalknoiseError(
-            f"IDX file {path} holds {len(raw) - header} data bytes but its header {dims} needs "
-            f"{math.prod(dims)}; " + _REFETCH
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+def load_mnist(split: str = "test", normalize: str | Normalization = "none") -> TensorData:
+    """The bundled MNIST images for ``split`` ("train": 8,000, "test": 2,000, "all": 10,000),
+    in [0, 1] unless ``normalize`` says otherwise (``"standard"``: mean/std of "train")."""
+    return _normalized(_mnist_pixels(split), data_normalization(normalize, "mnist"))
 
 
-def _mnist_dir() -> Path:
-    env = os.environ.get(DATA_DIR_ENV)
-    base = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
-    return base / "mnist"
-
-
-def load_mnist(split: str = "test") -> TensorData:
-    """The bundled MNIST images for ``split`` ("train": 8,000, "test": 2,000, "all": 10,000)."""
-    if split not in MNIST_SPLITS:
-        raise WalknoiseError(f"unknown MNIST split {split!r}; use one of 'train', 'test', 'all'")
-    root = _mnist_dir()
-    files = [root / "t10k-images-idx3-ubyte.gz", root / "t10k-labels-idx1-ubyte.gz"]
-    for f in files:
-        if not f.is_file():
-            raise WalknoiseError(
-                f"bundled MNIST file not found: {f} (set {DATA_DIR_ENV} to a directory "
-                "containing mnist/, or run from a walknoise checkout that has data/mnist/)"
-            )
-    images, labels = read_idx(files[0]), read_idx(files[1])
-    if images.ndim != 3 or labels.ndim != 1 or not len(images) == len(labels) == MNIST_SIZE:
-        raise WalknoiseError(
-            f"MNIST files in {root} hold images {images.shape} and labels {labels.shape}; "
-            f"expected the {MNIST_SIZE} MNIST test images (N, 28, 28) and labels (N,): " + _REFETCH
-        )
-    if split != "all":
-        perm = np.random.default_rng(MNIST_SPLIT_SEED).permutation(MNIST_SIZE)
-        idx = perm[:MNIST_TRAIN_SIZE] if split == "train" else perm[MNIST_TRAIN_SIZE:]
-        images, labels = images[idx], labels[idx]
-    x = (images.astype(np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5)
-    return TensorData(
-        torch.from_numpy(x[:, None]), torch.from_numpy(labels.astype(np.int64)), f"mnist:{split}"
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    """The exception squeezed onto one line, so our messages stay one-liners."""
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}"
+def _mnist_pixels(split: str) -> TensorData:
+    """``split`` as ``pixels / 255`` (float32, [0, 1]): what ``ToTensor()`` gives."""
+    x, y = mnist_arrays(split)
+    return TensorData(torch.from_numpy(x), torch.from_numpy(y), f"mnist:{split}")
 
 
 def _as_tensor(value: object, what: str, name: str) -> torch.Tensor:
@@ -289,20 +241,71 @@ def _stack_pairs(items: Iterable[object], name: str, batched: bool) -> TensorDat
         ) from exc
 
 
-def resolve_data(data: object, split: str = "test") -> TensorData:
+def resolve_data(
+    data: object, split: str = "test", normalize: str | Normalization = "none"
+) -> TensorData:
     """Turn anything the API/CLI accepts as ``data`` into validated :class:`TensorData`.
 
     Accepts a TensorData; ``"mnist"`` (uses ``split``), ``"mnist:train"``/``"mnist:test"``/
     ``"mnist:all"``; a path to a .pt/.npz file (``split`` ignored); an ``(x, y)`` tuple/list of
     tensors or arrays; a torch Dataset of (x, y) items; or a DataLoader of (x, y) batches.
+    ``normalize``: a setting of :data:`NORMALIZATIONS` (``"standard"`` measures bundled
+    MNIST's train split, other data itself) or a :class:`Normalization` to apply as it is.
     """
+    raw = _resolve(data, split)
+    if normalize == "standard" and not _is_mnist(data):  # measured on the data at hand
+        return _normalized(raw, normalization_of("standard", raw.x, raw.name))
+    return _normalized(raw, data_normalization(normalize, data))
+
+
+def data_normalization(
+    normalize: str | Normalization, data: object, train_data: object = None
+) -> Normalization:
+    """The :class:`Normalization` that ``normalize`` means for ``data``: ``"standard"``
+    measures ``train_data`` if given, else bundled MNIST's train split when ``data`` names
+    MNIST, else ``data`` itself; a :class:`Normalization` is returned as it is."""
+    if isinstance(normalize, Normalization):
+        return normalize
+    if check_kind(normalize) != "standard":
+        return normalization_of(normalize)
+    if train_data is None and _is_mnist(data):
+        train_data = "mnist:train"
+    reference = _resolve(data if train_data is None else train_data, "train")
+    if reference.normalization.kind != "none":
+        raise WalknoiseError(
+            f"{reference.name} is already normalised ({reference.normalization.describe()}); "
+            "pass the raw data to normalize='standard'",
+            argument="normalize",
+        )
+    return normalization_of("standard", reference.x, reference.name)
+
+
+def _is_mnist(data: object) -> bool:
+    return isinstance(data, str) and data.lower().split(":")[0] == "mnist"
+
+
+def _normalized(data: TensorData, norm: Normalization) -> TensorData:
+    """``data`` with ``norm`` applied; unchanged if ``norm`` is none or already applied."""
+    if norm == data.normalization or norm.kind == "none":
+        return data
+    if data.normalization.kind != "none":
+        raise WalknoiseError(
+            f"{data.name} is already normalised ({data.normalization.describe()}); pass the "
+            f"raw data to apply {norm.describe()}, or normalize='none' to keep it",
+            argument="normalize",
+        )
+    return TensorData(norm.apply(data.x), data.y, data.name, norm)
+
+
+def _resolve(data: object, split: str) -> TensorData:
+    """:func:`resolve_data` before normalisation."""
     if isinstance(data, TensorData):
         return data
     if isinstance(data, str):
         if data.lower() == "mnist":
-            return load_mnist(split)
+            return _mnist_pixels(split)
         if data.lower().startswith("mnist:"):
-            return load_mnist(data.split(":", 1)[1].lower())
+            return _mnist_pixels(data.split(":", 1)[1].lower())
         return load_file(data)
     if isinstance(data, Path):
         return load_file(data)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from walknoise._version import __version__
-from walknoise.data import resolve_data
+from walknoise.data import Normalization, data_normalization, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.models import build_model, save_checkpoint
@@ -23,6 +23,7 @@ def train_checkpoint(
     output: str | Path,
     *,
     data: Any = "mnist",
+    normalize: str | Normalization = "none",
     arch_kwargs: dict[str, Any] | None = None,
     config: TrainConfig | None = None,
     device: str = "cpu",
@@ -34,7 +35,9 @@ def train_checkpoint(
     """Train ``arch`` on ``data`` (its train split) and save a walknoise checkpoint.
 
     ``loss_fn``/``on_step`` go to :func:`train_model` (e.g. noisy training, tracking);
-    ``extra_meta`` is merged into the checkpoint metadata.
+    ``extra_meta`` is merged into the checkpoint metadata. ``normalize`` rescales the inputs
+    (``"none"``: as given, MNIST in [0, 1]; ``"pm1"``; ``"standard"``: mean/std of the
+    training data); the checkpoint records it, and ``walknoise scan`` of it applies the same.
 
     For ``mnist`` the fixed 8,000/2,000 split is used and test accuracy is recorded;
     a user file is trained on as a whole. Returns the training metrics.
@@ -43,8 +46,9 @@ def train_checkpoint(
     if not Path(output).parent.exists():
         raise WalknoiseError(f"directory {Path(output).parent} does not exist; create it first")
     named = isinstance(data, str) and data.split(":")[0] == "mnist"
-    train = resolve_data("mnist:train" if named else data)
-    test = resolve_data("mnist:test") if named else None
+    norm = data_normalization(normalize, "mnist:train" if named else data)
+    train = resolve_data("mnist:train" if named else data, normalize=norm)
+    test = resolve_data("mnist:test", normalize=norm) if named else None
     kwargs = {
         "input_shape": train.input_shape,
         "num_classes": train.num_classes,
@@ -66,6 +70,7 @@ def train_checkpoint(
     )
     meta = {
         "data": train.name,
+        **norm.attrs(),  # the scan of this checkpoint rescales its data the same way
         "train": config.to_dict(),
         "optimizer": "Adam",
         "train_accuracy": float(metrics["train_accuracy"]),
@@ -104,13 +109,16 @@ def run_demo(
     repeats: int = 5,
     sigmas: str = "log:1e-2:1e3:31",
     progress: bool = True,
+    normalize: str = "none",
 ) -> DemoOutput:
-    """Train LeNet-5 on bundled MNIST, scan it with additive noise, draw the heatmap."""
+    """Train LeNet-5 on bundled MNIST (in [0, 1] unless ``normalize`` says otherwise), scan
+    it with additive noise, draw the heatmap."""
+    norm = data_normalization(normalize, "mnist")  # training and scan see the same inputs
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     model_path, results_path, png = out / "model.pt", out / "results.h5", out / "heatmap.png"
     metrics = train_checkpoint(
-        "lenet5", model_path, config=TrainConfig(epochs=epochs), progress=progress
+        "lenet5", model_path, normalize=norm, config=TrainConfig(epochs=epochs), progress=progress
     )
     from walknoise.models import load_model  # the scan runs on the saved file, as a user's would
 
@@ -118,6 +126,7 @@ def run_demo(
     result = scan(
         loaded.model,
         "mnist:test",
+        normalize=norm,
         sigmas=sigmas,
         repeats=repeats,
         output=results_path,

@@ -25,7 +25,8 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
-from walknoise.data import resolve_data
+from walknoise.data import Normalization, data_normalization, resolve_data
+from walknoise.data_norm import NONE
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.gni import store as gni_store
@@ -287,11 +288,22 @@ def measure(
     return ds
 
 
-def tensors_of(data: Any, loss: str) -> tuple[Tensor, Tensor, str]:
+def normalization_for(data: Any, loss: str, normalize: str | Normalization) -> Normalization:
+    """What ``normalize`` means for GNI ``data``; the ``mse`` pair is used as given."""
+    if loss == "mse" and normalize not in ("none", NONE):
+        raise WalknoiseError(
+            "normalize applies to classification data; scale x yourself for the mse loss",
+            argument="normalize",
+        )
+    return NONE if loss == "mse" else data_normalization(normalize, data)
+
+
+def tensors_of(data: Any, loss: str, normalize: Normalization = NONE) -> tuple[Tensor, Tensor, str]:
     """``(x, y, name)``: classification data via ``resolve_data`` (``mnist`` = its train
-    split, what SGD sees), or a float ``(x, y)`` pair for the ``mse`` loss."""
+    split, what SGD sees; rescaled by ``normalize``), or a float ``(x, y)`` pair for the
+    ``mse`` loss."""
     if loss != "mse":
-        td = resolve_data("mnist:train" if data == "mnist" else data)
+        td = resolve_data("mnist:train" if data == "mnist" else data, normalize=normalize)
         return td.x, td.y, td.name
     if not isinstance(data, tuple | list) or len(data) != 2:
         raise WalknoiseError("the mse loss needs data as an (x, y) pair of float tensors")
@@ -310,18 +322,21 @@ def run_gni(
     overwrite: bool = False,
     progress: bool = False,
     step: int = 0,
+    normalize: str | Normalization = "none",
 ) -> GNIResult:
-    """Measure ``spec`` on ``model`` (the CLI and :func:`gradient_noise` both end here)."""
+    """Measure ``spec`` on ``model`` (the CLI and :func:`gradient_noise` both end here);
+    ``normalize`` rescales the inputs (``"none"``, ``"pm1"``, ``"standard"``), recorded."""
 
     if output is not None and Path(output).exists() and not overwrite:
         fix = "pass overwrite=True to replace it or choose another output"
         raise WalknoiseError(f"{output} exists; {fix}", argument="overwrite")
     device = resolve_device(spec.device)
-    x, y, name = tensors_of(data, spec.loss)
+    norm = normalization_for(data, spec.loss, normalize)
+    x, y, name = tensors_of(data, spec.loss, norm)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     model = model.to(device)
     points = injection_points(model, tuple(x.shape[1:]), spec.layers, device)
-    attrs = gni_store.file_attrs(spec.to_dict(), points, name, len(x))
+    attrs = gni_store.file_attrs(spec.to_dict(), points, name, len(x)) | norm.attrs()
     x, y = x.to(device, dtype), y.to(device)
     ds = measure(model, x, y, spec, points, step=step, attrs=attrs, progress=progress)
     if output is not None:
@@ -340,6 +355,7 @@ def gradient_noise(
     output: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    normalize: str | Normalization = "none",
     **options: Any,
 ) -> GNIResult:
     """Per-parameter-tensor statistics of the implicit gradient noise of GNI.
@@ -347,6 +363,9 @@ def gradient_noise(
     ``sigma`` is one level, a list, or a grid string (``"log:1e-2:1:5"``). Further
     ``options`` are :class:`GNISpec` fields (``batches``, ``batch_size``, ``params``,
     ``loss``, ``seed``, ``bootstrap``, ``max_coords``, ``ratio``, ``device``).
+
+    ``normalize`` rescales the inputs: ``"none"`` (MNIST in [0, 1]), ``"pm1"`` or
+    ``"standard"``.
 
     >>> res = gradient_noise(model, "mnist", noise="multiplicative", sigma=0.1)
     >>> res.table()   # stable-fit α, β (with intervals), block α, skewness per tensor and σ
@@ -360,4 +379,7 @@ def gradient_noise(
     spec = GNISpec(
         sigmas=sigmas, noise=noise, layers=tuple(layers) if layers else None, draws=draws, **options
     )
-    return run_gni(model, data, spec, output=output, overwrite=overwrite, progress=progress)
+    return run_gni(
+        model, data, spec, output=output, overwrite=overwrite, progress=progress,
+        normalize=normalize,
+    )  # fmt: skip

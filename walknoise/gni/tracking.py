@@ -19,6 +19,7 @@ import torch
 import xarray as xr
 from torch import Tensor, nn
 
+from walknoise.data import Normalization
 from walknoise.errors import WalknoiseError
 from walknoise.gni import store as gni_store
 from walknoise.gni.measure import (
@@ -26,6 +27,7 @@ from walknoise.gni.measure import (
     injection_points,
     measure,
     noisy_loss,
+    normalization_for,
     tensors_of,
 )
 from walknoise.io import netcdf
@@ -154,8 +156,14 @@ class GNITracker:
         netcdf.save(self.output, gni_store.concat_steps(self.parts))
 
 
-def training_hooks(training: GNITraining, data: Any, config: TrainConfig) -> dict[str, Any]:
-    """Keyword arguments for ``train_checkpoint``: ``loss_fn``, ``on_step``, ``extra_meta``."""
+def training_hooks(
+    training: GNITraining,
+    data: Any,
+    config: TrainConfig,
+    normalize: str | Normalization = "none",
+) -> dict[str, Any]:
+    """Keyword arguments for ``train_checkpoint``: ``loss_fn``, ``on_step``, ``extra_meta``
+    (``normalize``: the training data's scaling, as ``train_checkpoint`` is given it)."""
     hooks: dict[str, Any] = {"extra_meta": {"gni": training.to_dict()}}
     if training.mode is not None:
         draws = 1 if training.mode == "implicit" else training.draws
@@ -172,7 +180,8 @@ def training_hooks(training: GNITraining, data: Any, config: TrainConfig) -> dic
             batch_size=config.batch_size,
             seed=training.seed,
         )
-        x, y, name = tensors_of(data, spec.loss)
+        norm = normalization_for(data, spec.loss, normalize)
+        x, y, name = tensors_of(data, spec.loss, norm)
         steps = -(-len(x) // config.batch_size) * config.epochs
         hooks["on_step"] = GNITracker(
             spec,
@@ -182,6 +191,9 @@ def training_hooks(training: GNITraining, data: Any, config: TrainConfig) -> dic
             y,
             last_step=steps,
             data=name,
-            attrs={"training": json.dumps({"gni": training.to_dict(), "train": config.to_dict()})},
+            attrs={
+                "training": json.dumps({"gni": training.to_dict(), "train": config.to_dict()}),
+                **norm.attrs(),
+            },
         )
     return hooks

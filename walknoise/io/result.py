@@ -14,6 +14,7 @@ from typing import ClassVar, Self
 import pandas as pd
 import xarray as xr
 
+from walknoise.data_norm import Normalization
 from walknoise.io import netcdf
 
 __all__ = ["ResultBase"]
@@ -44,6 +45,12 @@ class ResultBase:
     def save(self, path: str | Path) -> Path:
         """Write the results file (netCDF-4-compatible HDF5), replacing any old one."""
         return netcdf.save(path, self.dataset)
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """How the inputs were scaled (``data_normalization`` and its mean/std attributes);
+        ``None`` for a file written before walknoise recorded it."""
+        return Normalization.from_attrs(self.dataset.attrs)
 
     def to_xarray(self) -> xr.Dataset:
         return self.dataset

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from walknoise.data import TensorData, resolve_data
+from walknoise.data import Normalization, TensorData, data_normalization, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.models import build_model
@@ -56,10 +56,15 @@ __all__ = [
 ModelFactory = Callable[[], nn.Module]
 
 
-def train_test_data(data: Any, test_data: Any = None) -> tuple[TensorData, TensorData]:
-    """``mnist`` -> its fixed 8,000/2,000 split; anything else needs ``test_data`` too."""
+def train_test_data(
+    data: Any, test_data: Any = None, normalize: str | Normalization = "none"
+) -> tuple[TensorData, TensorData]:
+    """``mnist`` -> its fixed 8,000/2,000 split; anything else needs ``test_data`` too. Both
+    are rescaled by ``normalize`` (``"standard"``: mean/std of the training data)."""
     if isinstance(data, str) and data.lower().split(":")[0] == "mnist":
-        return resolve_data("mnist:train"), resolve_data(test_data or "mnist:test")
+        norm = data_normalization(normalize, "mnist:train")
+        test = resolve_data(test_data or "mnist:test", normalize=norm)
+        return resolve_data("mnist:train", normalize=norm), test
     train = resolve_data(data)  # a missing file is named before a missing test set
     if test_data is None:
         raise WalknoiseError(
@@ -67,7 +72,8 @@ def train_test_data(data: Any, test_data: Any = None) -> tuple[TensorData, Tenso
             "(a .pt/.npz with x, y) with your data, or use data='mnist'",
             argument="test_data",
         )
-    return train, resolve_data(test_data)
+    norm = data_normalization(normalize, train)
+    return resolve_data(train, normalize=norm), resolve_data(test_data, normalize=norm)
 
 
 def model_factory(arch: str | ModelFactory, train: TensorData) -> ModelFactory:
@@ -89,15 +95,18 @@ def probe(
     device: Device = "cpu",
     threads: int | None = None,
     progress: bool = True,
+    normalize: str | Normalization = "none",
 ) -> ProbeResult:
     """Train the grid of ``config`` and return (and with ``output``, write) the results.
 
     ``arch`` is a zoo name, ``package.module:factory``, or a function returning a fresh
     model (called under :func:`~walknoise.training.seeded_init`). ``threads`` sets torch's
     CPU threads for the duration (see :func:`~walknoise.nin.train.torch_threads`).
+    ``normalize`` rescales the inputs (see :func:`train_test_data`); the file records it.
     """
+    cfg = config or ProbeConfig()
     with torch_threads(threads):
-        return _probe(arch, data, config or ProbeConfig(), test_data, output, device, progress)
+        return _probe(arch, data, cfg, test_data, output, device, progress, normalize)
 
 
 def _probe(
@@ -108,11 +117,12 @@ def _probe(
     output: str | Path | None,
     device: Device,
     progress: bool,
+    normalize: str | Normalization,
 ) -> ProbeResult:
     dev = resolve_device(device)
     if output is not None and not Path(output).parent.is_dir():
         raise WalknoiseError(f"directory {Path(output).parent} does not exist; create it first")
-    train, test = train_test_data(data, test_data)
+    train, test = train_test_data(data, test_data, normalize)
     factory = model_factory(arch, train)
     with seeded_init(0):
         names = nin_targets(factory(), cfg.where)  # a bad layer name fails before training

@@ -73,7 +73,7 @@ def file_attrs(
     name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
     config = {**config, "arch": name, "train_data": train.name, "test_data": test.name}
     names = {"arch": name, "data": train.name, "test_data": test.name}
-    return {**provenance(fmt, version, title, config), **names}
+    return {**provenance(fmt, version, title, config), **names, **train.normalization.attrs()}
 
 
 def _fit_tau(trace_values: np.ndarray, window: int) -> float:

@@ -17,7 +17,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from walknoise.data import resolve_data
+from walknoise.data import Normalization, data_normalization, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.lock import locks_output
@@ -60,6 +60,7 @@ def scan(
     train: dict[str, Any] | None = None,
     clamp: float | None = None,
     train_data: Any = None,
+    normalize: str | Normalization = "none",
     midpoint_search: bool = False,
     rtol: float = 0.05,
     extra: dict[str, object] | None = None,
@@ -101,6 +102,10 @@ def scan(
         clamp: Train phase: clamp every weight to [-clamp, clamp] after each step.
         train_data: Train phase: the training data, in any form ``data`` takes
             (default ``"mnist:train"``).
+        normalize: Input scaling of ``data`` and ``train_data``: ``"none"`` (as given;
+            bundled MNIST in [0, 1]), ``"pm1"`` ((x - 0.5) / 0.5) or ``"standard"``
+            (mean/std of ``train_data`` if given, of bundled MNIST's train split for
+            ``"mnist"``, else of ``data``); recorded in the results file.
         midpoint_search: Find each layer's midpoint by an adaptive search in
             [σ_min, σ_max] instead of evaluating the whole grid (eval phase only).
         rtol: Midpoint search: relative tolerance in σ, in (0, 1).
@@ -155,6 +160,7 @@ def scan(
         overwrite=overwrite,
         progress=progress,
         train_data=train_source,
+        normalize=normalize,
         executor=make_executor(executor, jobs) if isinstance(executor, str) else executor,
     )
 
@@ -169,15 +175,19 @@ def run_spec(
     overwrite: bool = False,
     progress: bool = True,
     train_data: Any = None,
+    normalize: str | Normalization = "none",
     executor: Executor | None = None,
     retries: int = 1,
 ) -> Result:
     """Run a ``ScanSpec`` (the CLI and ``scan`` both end here).
 
     ``train_data`` overrides ``spec.train_data`` with data that has no name to store. Layers
-    whose job failed (SLURM) are submitted again up to ``retries`` times.
+    whose job failed (SLURM) are submitted again up to ``retries`` times. ``normalize`` is
+    applied to the test and training data alike (see :func:`scan`).
     """
     executor = executor or Serial()
+    norm = data_normalization(normalize, data, train_data or spec.train_data)
+    data = resolve_data(data, normalize=norm)  # the plan and the trainer both see it
     # every pass sees the logits; the selector hook travels with the model to the workers;
     # the walk needs eval mode, and the caller gets the model back in its own modes
     with selecting_output(model, spec.output_key), kept_modes(model):
@@ -302,7 +312,9 @@ def _trainer(model: nn.Module, plan: Plan, train_data: Any) -> TrainPhase:
     spec = plan.spec
     return TrainPhase(
         template=model,
-        train_data=resolve_data(train_data or spec.train_data or "mnist:train"),
+        train_data=resolve_data(
+            train_data or spec.train_data or "mnist:train", normalize=plan.data.normalization
+        ),
         test=plan.data,
         noise=make_noise(spec.noise, spec.ratio),
         config=TrainConfig(**(spec.train or {})),

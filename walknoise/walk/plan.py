@@ -136,6 +136,7 @@ def make_plan(
         **spec.identity(),
         "model_sha256": model_fingerprint(model),
         "data_sha256": fingerprint(td),
+        "data_normalization": td.normalization.kind,
         "n_samples": len(td),
     }
     axis = entries(chosen, spec.include_global)
@@ -164,6 +165,7 @@ def attrs(plan: Plan) -> dict[str, Any]:
         "model_sha256": plan.identity["model_sha256"],
         "data_sha256": plan.identity["data_sha256"],
         "data": plan.data.name,
+        **plan.data.normalization.attrs(),  # data_normalization and its mean/std
         "n_samples": len(plan.data),
         "phase": spec.phase,
         "noise": spec.noise,
@@ -242,7 +244,8 @@ def _check_fingerprints(path: Path, stored: dict[str, Any], identity: dict[str, 
     """Refuse to resume a file computed from other data or another model, naming which."""
     changed = [
         f"{'a different model' if what == 'model' else 'different data'} "
-        f"(sha256 {_short(stored.get(key))} in the file, {_short(identity[key])} now)"
+        f"({_data_change(stored, identity) if what == 'data' else ''}"
+        f"sha256 {_short(stored.get(key))} in the file, {_short(identity[key])} now)"
         for what, key in FINGERPRINTS.items()
         if stored.get(key) != identity[key]
     ]
@@ -252,6 +255,12 @@ def _check_fingerprints(path: Path, stored: dict[str, Any], identity: dict[str, 
             "over, or choose another output path",
             argument="overwrite",
         )
+
+
+def _data_change(stored: dict[str, Any], identity: dict[str, Any]) -> str:
+    """``normalised 'pm1' in the file, 'none' now; `` when the normalisations differ."""
+    was, now = stored.get("data_normalization", "not recorded"), identity["data_normalization"]
+    return f"normalised {was!r} in the file, {now!r} now; " if was != now else ""
 
 
 def _short(digest: object) -> str:
