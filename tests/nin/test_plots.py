@@ -54,6 +54,22 @@ def test_phase_diagram_names_each_cell(probed: ProbeResult) -> None:
     assert all(t in PHASES for t in texts)
 
 
+def test_phase_diagram_draws_the_predicted_boundary(probed: ProbeResult) -> None:
+    ax = nin_plots.phase_diagram(probed).axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    ds = probed.dataset
+    # λ₀: the same initial weights in every run of a seed; the largest over the four NINs.
+    lam0 = float(np.median(ds["reference_hessian_top_eigenvalue"].isel(hessian_step=0).max("nin")))
+    solid = ax.lines[0]
+    eta = np.asarray(solid.get_xdata(), dtype=float)
+    np.testing.assert_allclose(solid.get_ydata(), np.sqrt(2 / (eta * lam0)), rtol=1e-12)
+    assert "λ₀" in str(solid.get_label())
+    # Each cell names η σ_ε² λ₀ (2 significant digits) under its phase.
+    first = ax.texts[0].get_text().split("\n")[-1]
+    sigma, lr = float(ds["sigma_eps"][0]), float(ds["lr"][0])
+    assert first.endswith(f"ησ²λ₀ {lr * sigma**2 * lam0:.2g}")
+
+
 def test_trajectories_one_panel_per_lr(probed: ProbeResult, tmp_path: Path) -> None:
     fig = nin_plots.niw_trajectories(probed, seed=1)
     assert len(fig.axes) == 2

@@ -121,6 +121,13 @@ def test_phases_table_and_text(result: tuple[ProbeResult, Path]) -> None:
     assert len(df) == 8 and set(df["phase"]) <= set(PHASES)
     text = probe_text(result[0])
     assert "decoupled" in text and "lr 0.05" in text and "σ_ε" in text
+    assert "η σ_ε² λ at the start -> the end" in text and "undetermined where" in text
+    st = result[0].stability()
+    run = df.loc[(0.01, 0.05, 0)]
+    lam = result[0].dataset["hessian_top_eigenvalue"].sel(sigma_eps=0.01, lr=0.05, seed=0)
+    assert run["lambda_start"] == float(lam.isel(nin=0, hessian_step=0))
+    assert run["eta_sigma2_lambda_end"] == pytest.approx(0.05 * 0.01**2 * float(lam[0, -1]))
+    assert st["reference_lambda_end"].dims == ("lr", "seed")
 
 
 def test_classification_follows_the_criteria() -> None:

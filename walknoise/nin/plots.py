@@ -17,11 +17,12 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import NullFormatter, NullLocator, ScalarFormatter
 
 from walknoise.errors import WalknoiseError
 from walknoise.nin.phases import PHASES
 from walknoise.nin.phases import majority as most_common
+from walknoise.nin.results import ProbeResult, median_over_seeds
 
 __all__ = ["compare_figure", "niw_trajectories", "phase_diagram", "time_scales"]
 
@@ -119,35 +120,81 @@ def _norms(ds: xr.Dataset, nin: str | None) -> np.ndarray:
 
 
 def phase_diagram(result: object) -> Figure:
-    """σ_ε × learning rate, each cell coloured by its most common phase over seeds."""
+    """σ_ε × learning rate on log axes, each cell coloured by its most common phase over seeds
+    and labelled with η σ_ε² λ₀ (median over seeds); the black lines are the linear picture's
+    boundary η σ_ε² λ = 2, for λ₀ at initialisation (solid) and for λ of the trained run
+    without NINs at each learning rate (dashed). λ is the largest over the NINs."""
     ds = _probe(result)
     codes = ds["phase"].values  # (sigma_eps, lr, seed)
-    sigmas, lrs = ds["sigma_eps"].values, ds["lr"].values
+    sigmas, lrs = ds["sigma_eps"].values.astype(float), ds["lr"].values.astype(float)
     majority = np.zeros(codes.shape[:2], dtype=int)
     agree = np.zeros(codes.shape[:2], dtype=int)
     for i in range(len(sigmas)):
         for j in range(len(lrs)):
             name, agree[i, j] = most_common(codes[i, j])
             majority[i, j] = PHASES.index(name)
-    fig = Figure(figsize=(2.0 + 1.25 * len(lrs), 1.6 + 0.55 * len(sigmas)), layout="constrained")
+    fig = Figure(figsize=(3.6 + 1.4 * len(lrs), 2.2 + 0.6 * len(sigmas)), layout="constrained")
     ax = fig.add_subplot()
     cmap = ListedColormap([PHASE_COLOURS[p] for p in PHASES])
-    ax.imshow(majority, cmap=cmap, vmin=-0.5, vmax=len(PHASES) - 0.5, origin="lower")
-    ax.set_aspect("auto")
+    x_edges, y_edges = _edges(lrs), _edges(sigmas)
+    ax.pcolormesh(x_edges, y_edges, majority, cmap=cmap, vmin=-0.5, vmax=len(PHASES) - 0.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    stability = ProbeResult(ds).stability()
+    predicted = median_over_seeds(stability["eta_sigma2_lambda_start"].values)
     n_seeds = codes.shape[2]
-    for i in range(len(sigmas)):
-        for j in range(len(lrs)):
-            text = PHASES[majority[i, j]]
-            if agree[i, j] < n_seeds:
-                text += f"\n{agree[i, j]}/{n_seeds} seeds"
-            ax.text(j, i, text, ha="center", va="center", fontsize="small", color="white")
-    ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-    ax.set_yticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
-    ax.set_xlabel(f"learning rate ({ds.attrs.get('optimizer', '')})")
+    for i, sigma in enumerate(sigmas):
+        for j, lr in enumerate(lrs):
+            notes = [f"{agree[i, j]}/{n_seeds} seeds"] if agree[i, j] < n_seeds else []
+            if math.isfinite(predicted[i, j]):
+                notes.append(f"ησ²λ₀ {predicted[i, j]:.2g}")
+            text = "\n".join([PHASES[majority[i, j]], ", ".join(notes)]).strip()
+            ax.text(lr, sigma, text, ha="center", va="center", fontsize="small", color="white")
+    ax.set_xlim(x_edges[0], x_edges[-1])
+    ax.set_ylim(y_edges[0], y_edges[-1])
+    handles: list[Any] = _boundaries(ax, stability, lrs, x_edges)
+    ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+    ax.set_yticks(sigmas, [f"{s:g}" for s in sigmas])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel(f"learning rate η ({ds.attrs.get('optimizer', '')})")
     ax.set_ylabel("σ_ε")
+    shown = sorted(set(majority.ravel().tolist()))
+    handles += [Patch(color=PHASE_COLOURS[PHASES[c]], label=PHASES[c]) for c in shown]
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=2, frameon=False, fontsize="small"
+    )
     nins = ", ".join(str(n) for n in ds["nin"].values)
     ax.set_title(f"NIN phases ({ds.attrs.get('arch', '')}, NINs at {nins})", fontsize="medium")
     return fig
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges on a log axis: geometric midpoints, the ends half a step out (×√10 alone)."""
+    logs = np.log10(centres)
+    half = np.diff(logs) / 2 if logs.size > 1 else np.array([0.5])
+    inner = logs[:-1] + half[: logs.size - 1]
+    return np.asarray(10 ** np.r_[logs[0] - half[0], inner, logs[-1] + half[-1]])
+
+
+def _boundaries(ax: Any, stability: xr.Dataset, lrs: np.ndarray, x_edges: np.ndarray) -> list[Any]:
+    """Draw σ_ε = sqrt(2 / (η λ)) for λ₀ and for the trained references' λ; their handles."""
+    handles: list[Any] = []
+    start = stability["reference_lambda_start"].values
+    lam0 = float(np.median(start[np.isfinite(start)])) if np.isfinite(start).any() else math.nan
+    if lam0 > 0:
+        eta = np.geomspace(x_edges[0], x_edges[-1], 100)
+        (line,) = ax.plot(eta, np.sqrt(2 / (eta * lam0)), color="black", lw=1.8)
+        line.set_label(f"η σ_ε² λ₀ = 2 (λ₀ = {lam0:.2g}, initialisation)")
+        handles.append(line)
+    end = median_over_seeds(stability["reference_lambda_end"].values)
+    ok = np.isfinite(end) & (end > 0)
+    if ok.any():
+        sigma = np.sqrt(2 / (lrs[ok] * end[ok]))
+        (line,) = ax.plot(lrs[ok], sigma, color="black", ls="--", marker="o", ms=4, lw=1.2)
+        line.set_label("η σ_ε² λ = 2, λ of the trained run without NINs")
+        handles.append(line)
+    return handles
 
 
 def time_scales(result: object) -> Figure:

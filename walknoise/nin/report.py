@@ -9,7 +9,7 @@ import pandas as pd
 
 from walknoise.nin.compare import CompareResult
 from walknoise.nin.phases import PHASES
-from walknoise.nin.results import ProbeResult
+from walknoise.nin.results import ProbeResult, median_over_seeds
 from walknoise.table import text_table
 
 __all__ = ["compare_summary", "compare_text", "probe_text"]
@@ -41,7 +41,12 @@ def probe_text(result: ProbeResult) -> str:
         ]
         tau.append([f"{sigma:g}", *cells])
     ref = ds["reference_final_test_accuracy"].mean("seed").values
-    ref_line = ", ".join(f"{lr}: {acc:.3f}" for lr, acc in zip(lrs, ref, strict=True))
+    fall = median_over_seeds(ds["reference_fall"].values.max(axis=0))  # same for every σ_ε
+    ref_line = ", ".join(
+        f"{lr}: {acc:.3f} (test loss -{100 * f:.0f}%)"
+        for lr, acc, f in zip(lrs, ref, fall, strict=True)
+    )
+    learned = result.criteria().learned
     steps = ds.sizes["step"] - 1
     head = (
         f"NIN probe: {ds.attrs.get('arch')} on {ds.attrs.get('data')}, "
@@ -58,8 +63,31 @@ def probe_text(result: ProbeResult) -> str:
             text_table(tau),
             "",
             f"final test accuracy without NINs: {ref_line}",
+            f"(a run is undetermined where that test loss fell by less than {learned:.0%})",
+            "",
+            *_curvature_lines(result, lrs),
         ]
     )
+
+
+def _curvature_lines(result: ProbeResult, lrs: list[str]) -> list[str]:
+    """λ at the start and the end, and η σ_ε² λ per cell (medians over seeds)."""
+    st = result.stability()
+    lam0 = median_over_seeds(st["reference_lambda_start"].values.ravel()[None])[0]
+    ref_end = median_over_seeds(st["reference_lambda_end"].values)
+    ends = ", ".join(f"{lr}: {_num(v)}" for lr, v in zip(lrs, ref_end, strict=True))
+    start = median_over_seeds(st["eta_sigma2_lambda_start"].values)
+    end = median_over_seeds(st["eta_sigma2_lambda_end"].values)
+    rows = [["σ_ε", *lrs]]
+    for i, sigma in enumerate(st["sigma_eps"].values):
+        cells = [f"{_num(start[i, j])} -> {_num(end[i, j])}" for j in range(len(lrs))]
+        rows.append([f"{sigma:g}", *cells])
+    return [
+        "top Hessian eigenvalue λ of the loss w.r.t. the NIN layer's output (largest over NINs,",
+        f"median over seeds): {_num(lam0)} at initialisation; at the end without NINs: {ends}",
+        "η σ_ε² λ at the start -> the end of each run (the linear picture's boundary: 2)",
+        text_table(rows),
+    ]
 
 
 def _num(value: float) -> str:

@@ -7,6 +7,8 @@ single source of the variables, their dimensions, long names and units.
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from walknoise.io.result import ResultBase
 from walknoise.nin.config import ProbeConfig
 from walknoise.nin.phases import (
     PHASES,
+    PhaseCriteria,
     PhaseEvidence,
     classify_evidence,
     evidence,
@@ -39,6 +42,7 @@ __all__ = [
     "build_dataset",
     "file_attrs",
     "load_probe",
+    "median_over_seeds",
 ]
 
 FORMAT = "walknoise-nin-probe"
@@ -73,7 +77,7 @@ def file_attrs(
     name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
     config = {**config, "arch": name, "train_data": train.name, "test_data": test.name}
     names = {"arch": name, "data": train.name, "test_data": test.name}
-    return {**provenance(fmt, version, title, config), **names, **train.normalization.attrs()}
+    return {**provenance(fmt, version, title, config), **names}
 
 
 def _fit_tau(trace_values: np.ndarray, window: int) -> float:
@@ -247,13 +251,42 @@ class ProbeResult(ResultBase):
     CELL = _RUN
 
     def phases(self) -> Any:
-        """One row per run: phase, time scales, final accuracy (a pandas DataFrame)."""
+        """One row per run: phase, time scales, final accuracy and the curvature λ with the
+        linear picture's η σ_ε² λ at the start and the end (see :meth:`stability`)."""
         ds = self.dataset
         cols = ["tau_train_loss", "tau_test_loss", "final_test_accuracy", "loss_gap", "niw_end"]
         df = ds[cols].to_dataframe()
         df.insert(0, "phase", [PHASES[c] for c in ds["phase"].values.ravel()])
         df.insert(1, "tau_niw", ds["tau_niw"].median("nin").values.ravel())
-        return df
+        return df.join(self.stability().to_dataframe())
+
+    def criteria(self) -> PhaseCriteria:
+        """The thresholds the phases were classified with (from the file's config)."""
+        config = json.loads(str(self.dataset.attrs.get("config", "{}")))
+        return PhaseCriteria(**config.get("criteria", {}))
+
+    def stability(self) -> xr.Dataset:
+        """Per run (σ_ε, lr, seed): ``lambda_start`` and ``lambda_end`` (the top Hessian
+        eigenvalue at the first and the last measurement with a finite value, largest over
+        the NINs: the first to go unstable), and ``eta_sigma2_lambda_start``/``_end`` =
+        η σ_ε² λ, which the linear picture puts at 2 on the phase boundary. Also
+        ``reference_lambda_start``/``_end`` per (lr, seed) from the runs without NINs."""
+        ds = self.dataset
+        lam = np.fmax.reduce(ds["hessian_top_eigenvalue"].values, axis=3)  # over NINs
+        ref = np.fmax.reduce(ds["reference_hessian_top_eigenvalue"].values, axis=2)
+        scale = ds["lr"].values[None, :, None] * ds["sigma_eps"].values[:, None, None] ** 2
+        start, end = lam[..., 0], _last_finite(lam)
+        return xr.Dataset(
+            {
+                "lambda_start": (_RUN, start),
+                "lambda_end": (_RUN, end),
+                "eta_sigma2_lambda_start": (_RUN, scale * start),
+                "eta_sigma2_lambda_end": (_RUN, scale * end),
+                "reference_lambda_start": (_REF, ref[..., 0]),
+                "reference_lambda_end": (_REF, _last_finite(ref)),
+            },
+            coords={name: ds[name].values for name in _RUN},
+        )
 
     def phase_grid(self) -> Any:
         """σ_ε × lr table of each cell's most common phase over seeds (pandas DataFrame)."""
@@ -273,6 +306,21 @@ class ProbeResult(ResultBase):
             f"{ds.sizes['sigma_eps']} σ_ε × {ds.sizes['lr']} lr × {ds.sizes['seed']} seeds, "
             f"{ds.sizes['step'] - 1} steps, NINs at {', '.join(str(n) for n in ds['nin'].values)}"
         )
+
+
+def median_over_seeds(values: np.ndarray) -> np.ndarray:
+    """Median over the last axis (seeds), ignoring NaN; NaN where every seed is NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN cell stays NaN, quietly
+        return np.asarray(np.nanmedian(values, axis=-1))
+
+
+def _last_finite(values: np.ndarray) -> np.ndarray:
+    """The last finite entry along the last axis (NaN where there is none)."""
+    finite = np.isfinite(values)
+    last = np.where(finite, np.arange(values.shape[-1]), -1).max(axis=-1)
+    picked = np.take_along_axis(values, np.maximum(last, 0)[..., None], axis=-1)[..., 0]
+    return np.where(last >= 0, picked, np.nan)
 
 
 def load_probe(path: str | Path) -> ProbeResult:
