@@ -14,12 +14,15 @@ from walknoise.errors import WalknoiseError
 from walknoise.io.provenance import invoked_as
 from walknoise.nin.compare import FORMAT as COMPARE_FORMAT
 from walknoise.nin.compare import METHODS, CompareConfig, CompareResult, compare, load_compare
+from walknoise.nin.compare_config import DEFAULT_LR, SELECTIONS
+from walknoise.nin.compare_report import compare_text
+from walknoise.nin.perturb import PERTURBATIONS
 from walknoise.nin.probe import ProbeConfig, probe
-from walknoise.nin.report import compare_text, probe_text
+from walknoise.nin.report import probe_text
 from walknoise.nin.results import ProbeResult, load_probe
 from walknoise.nin.train import OPTIMIZERS
 
-from .options import command_line, output_options
+from .options import command_line, normalize_option, output_options
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -52,6 +55,7 @@ def _data_options(f: click.decorators.FC) -> click.decorators.FC:
         type=click.IntRange(min=1),
         help="torch CPU threads (1 is fastest for small models).",
     )(f)
+    f = normalize_option()(f)
     f = click.option("--test-data", default=None, help="Clean test set for a --data file.")(f)
     f = click.option(
         "--data",
@@ -70,9 +74,9 @@ def _data_options(f: click.decorators.FC) -> click.decorators.FC:
 @click.command("probe")
 @_data_options
 @click.option("--sigma-eps", default="0.1,1,10,100", show_default=True, help="σ_ε values.")
-@click.option("--lr", default="1e-3,1e-2,1e-1", show_default=True, help="Learning rates.")
+@click.option("--lr", default="0.03,0.1,0.3", show_default=True, help="Learning rates.")
 @click.option("--seeds", default="0", show_default=True, help="Seeds, e.g. 0,1,2.")
-@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True)
 @click.option(
@@ -93,11 +97,18 @@ def _data_options(f: click.decorators.FC) -> click.decorators.FC:
     default=None,
     help="Steps between test evaluations (default: up to 500 per run).",
 )
+@click.option(
+    "--hessian-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps between measurements of the top Hessian eigenvalue (default: ~20 per run).",
+)
 @output_options("nin-probe.h5")
 def probe_command(
     arch: str,
     data: str,
     test_data: str | None,
+    normalize: str,
     threads: int,
     sigma_eps: str,
     lr: str,
@@ -108,6 +119,7 @@ def probe_command(
     where: str,
     init_scale: float | None,
     eval_every: int | None,
+    hessian_every: int | None,
     device: str,
     output: Path,
     overwrite: bool,
@@ -125,6 +137,7 @@ def probe_command(
         where=names[0] if len(names) == 1 and names[0] in ("input", "all") else names,
         init_scale=init_scale,
         eval_every=eval_every,
+        hessian_every=hessian_every,
     )
     _fresh(output, overwrite)
     with invoked_as(command_line(click.get_current_context())):
@@ -137,52 +150,76 @@ def probe_command(
             device=device,
             threads=threads,
             progress=not quiet,
+            normalize=normalize,
         )
     click.echo(probe_text(result))
     click.echo(f"wrote {output}")
     _draw(result, output)
 
 
+def _assignments(items: tuple[str, ...], what: str, example: str) -> dict[str, tuple[float, ...]]:
+    """``NAME=v1,v2`` items as ``{NAME: (v1, v2)}``."""
+    out: dict[str, tuple[float, ...]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip():
+            raise WalknoiseError(f"{what} {item!r}: write NAME=values, e.g. {what} {example}")
+        out[name.strip()] = _floats(values, what)
+    return out
+
+
 @click.command("compare")
 @_data_options
 @click.option("--methods", default=",".join(METHODS), show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
+@click.option(
+    "--optimizer",
+    type=click.Choice(OPTIMIZERS),
+    default="sgd",
+    show_default=True,
+    help="sgd (vanilla, as in the NIN papers) or adam.",
+)
+@click.option(
+    "--lr",
+    default=None,
+    type=float,
+    help=f"Constant learning rate (default: sgd {DEFAULT_LR['sgd']:g}, adam "
+    f"{DEFAULT_LR['adam']:g}); the baseline tunes it, the others use its choice.",
+)
+@click.option("--momentum", default=0.0, show_default=True, type=float, help="SGD momentum.")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option(
-    "--nin-sigma",
-    default=CompareConfig.nin_sigma,
-    show_default=True,
-    type=float,
-    help="σ_ε of in-NINR and full-NINR.",
+    "--grid",
+    "grids",
+    multiple=True,
+    help="A method's candidates, e.g. --grid in-ninr=10,30,100 (repeatable); every method "
+    "needs as many as the others.",
 )
 @click.option(
-    "--input-noise",
-    default=CompareConfig.input_noise,
+    "--validation-fraction",
+    default=0.2,
     show_default=True,
     type=float,
-    help="σ of Gaussian noise on training inputs.",
+    help="Share of the training data held out for tuning.",
 )
 @click.option(
-    "--weight-decay",
-    default=CompareConfig.weight_decay,
+    "--selection",
+    type=click.Choice(SELECTIONS),
+    default="clean",
     show_default=True,
-    type=float,
-    help="L2 penalty.",
+    help="Choose candidates by clean or by mean perturbed validation accuracy.",
 )
 @click.option(
-    "--dropout",
-    default=CompareConfig.dropout,
-    show_default=True,
-    type=float,
-    help="Drop probability after each hidden activation.",
+    "--perturbations",
+    default=None,
+    help=f"Test perturbations, from {', '.join(PERTURBATIONS)} (default: all that fit).",
 )
 @click.option(
-    "--test-sigmas",
-    default=",".join(f"{s:g}" for s in CompareConfig.test_sigmas),
-    show_default=True,
-    help="σ of Gaussian noise on the test inputs.",
+    "--strengths",
+    multiple=True,
+    help="A perturbation's strengths, e.g. --strengths rotation=5,15 (repeatable); "
+    "without --perturbations only the perturbations named here are tested.",
 )
 @click.option("--walk-sigmas", default=CompareConfig.walk_sigmas, show_default=True)
 @click.option("--walk-repeats", default=2, show_default=True, type=click.IntRange(min=1))
@@ -191,35 +228,46 @@ def compare_command(
     arch: str,
     data: str,
     test_data: str | None,
+    normalize: str,
     threads: int,
     methods: str,
     seeds: str,
+    optimizer: str,
+    lr: float | None,
+    momentum: float,
     epochs: int,
-    lr: float,
     batch_size: int,
-    nin_sigma: float,
-    input_noise: float,
-    weight_decay: float,
-    dropout: float,
-    test_sigmas: str,
+    grids: tuple[str, ...],
+    validation_fraction: float,
+    selection: str,
+    perturbations: str | None,
+    strengths: tuple[str, ...],
     walk_sigmas: str,
     walk_repeats: int,
     output: Path,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Train with no regulariser, in-/full-NINR, input noise, L2 and dropout; compare."""
+    """Tune no regulariser, in-/full-NINR, input noise, L2 and dropout alike on a validation
+    split, then test each against several perturbations and the layer walk."""
+    chosen = _assignments(strengths, "--strengths", "rotation=5,15")
+    if perturbations is not None:
+        names = [n.strip() for n in perturbations.split(",") if n.strip()]
+        chosen = {n: chosen.get(n, ()) for n in names} | {
+            n: v for n, v in chosen.items() if n not in names
+        }
     config = CompareConfig(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         seeds=_ints(seeds, "--seeds"),
-        epochs=epochs,
+        optimizer=optimizer,
         lr=lr,
+        momentum=momentum,
+        epochs=epochs,
         batch_size=batch_size,
-        nin_sigma=nin_sigma,
-        input_noise=input_noise,
-        weight_decay=weight_decay,
-        dropout=dropout,
-        test_sigmas=_floats(test_sigmas, "--test-sigmas"),
+        grids=_assignments(grids, "--grid", "in-ninr=10,30,100"),
+        validation_fraction=validation_fraction,
+        selection=selection,
+        perturbations=chosen or None,
         walk_sigmas=walk_sigmas,
         walk_repeats=walk_repeats,
     )
@@ -233,6 +281,7 @@ def compare_command(
             output=output,
             threads=threads,
             progress=not quiet,
+            normalize=normalize,
         )
     click.echo(compare_text(result))
     click.echo(f"wrote {output}")

@@ -61,11 +61,18 @@ def test_compare_writes_table_and_figure(files: tuple[Path, Path], tmp_path: Pat
     out = tmp_path / "cmp.h5"
     args = [
         "--methods", "none,full-ninr,l2", "--seeds", "0,1", "--epochs", "1", "--lr", "0.01",
-        "--test-sigmas", "1,2", "--walk-sigmas", "0.1,1,10", "--walk-repeats", "1", "--quiet",
+        "--grid", "none=0.01,0.05", "--grid", "full-ninr=1,10", "--grid", "l2=1e-4,1e-3",
+        "--perturbations", "gaussian,rotation", "--strengths", "gaussian=1,2",
+        "--walk-sigmas", "0.1,1,10", "--walk-repeats", "1", "--quiet",
     ]  # fmt: skip
     result = invoke("nin", "compare", *_data(files), *args, "-o", out)
     assert result.exit_code == 0, result.output
-    assert "full-ninr" in result.output and "±" in result.output
+    assert "full-ninr" in result.output and "±" in result.output and "ttest_rel" in result.output
+    ds = load_compare(out).dataset
+    rotations = ["rotation 10", "rotation 20", "rotation 30"]  # the default strengths
+    assert ds["condition"].values.tolist() == ["gaussian 1", "gaussian 2", *rotations]
+    assert ds["hyperparameter"].values.tolist() == [[0.01, 0.05], [1.0, 10.0], [1e-4, 1e-3]]
+    assert ds.attrs["optimizer"] == "sgd" and ds.attrs["test_data"].endswith("test.npz")
     assert (tmp_path / "cmp.png").stat().st_size > 5_000
     redrawn = invoke("nin", "plot", out, "-o", tmp_path / "again.h5")
     assert redrawn.exit_code == 0, redrawn.output
@@ -83,9 +90,13 @@ def test_compare_writes_table_and_figure(files: tuple[Path, Path], tmp_path: Pat
         (["probe", "--where", "act1"], "not a Linear/Conv"),
         (["probe", "--data", "nope.npz"], "no such data file"),
         (["compare", "--methods", "none,magic"], "methods"),
-        (["compare", "--dropout", "1.5"], "dropout"),
+        (["compare", "--grid", "dropout=0.1,1.5,0.2"], "dropout"),
+        (["compare", "--grid", "dropout"], "NAME=values"),
+        (["compare", "--grid", "l2=1e-3"], "same number of candidates"),
         (["compare", "--walk-sigmas", "log:1:2"], "σ"),
-        (["compare", "--test-sigmas", "0"], "positive"),
+        (["compare", "--strengths", "impulse=0"], "positive"),
+        (["compare", "--perturbations", "fog"], "fog"),
+        (["compare", "--optimizer", "adam", "--momentum", "0.9"], "momentum"),
     ],
 )
 def test_user_errors(args: list[str], match: str, tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def compared() -> CompareResult:
         seeds=(0, 1),
         epochs=2,
         lr=1e-2,
-        test_sigmas=(1.0,),
+        grids={"none": (1e-2,), "in-ninr": (10.0,), "dropout": (0.2,)},
+        perturbations={"gaussian": (1.0,), "rotation": (10.0, 20.0)},
         walk_sigmas="0.1,1,10",
         walk_repeats=1,
     )
@@ -91,9 +92,13 @@ def test_time_scales(probed: ProbeResult) -> None:
 
 def test_compare_figure(compared: CompareResult, tmp_path: Path) -> None:
     fig = nin_plots.compare_figure(compared)
-    left, right = fig.axes
-    assert [t.get_text() for t in left.get_legend().get_texts()] == ["none", "in-ninr", "dropout"]
-    assert right.get_yscale() == "log"
+    gaussian, rotation, mids = fig.axes  # a panel per perturbation, then the midpoints
+    assert [t.get_text() for t in mids.get_legend().get_texts()] == ["none", "in-ninr", "dropout"]
+    assert mids.get_yscale() == "log" and rotation.get_title() == "rotation"
+    strengths = np.asarray(rotation.lines[0].get_xdata(), dtype=float)
+    assert strengths.tolist() == [0.0, 10.0, 20.0]  # 0 = clean
+    clean = compared.dataset["clean_accuracy"].values[0].mean()
+    assert np.asarray(gaussian.lines[0].get_ydata(), dtype=float)[0] == pytest.approx(clean)
     save_figure(fig, tmp_path / "compare.png")
 
 

@@ -1,193 +1,51 @@
-"""``walknoise.nin.compare``: NINR against the usual regularisers, on one architecture.
+"""``walknoise.nin.compare``: NINR against the usual regularisers, tuned alike and tested on
+several perturbations.
 
-Every method trains the same architecture from the same initial weights and data order per
-seed, with the project's recipe (:func:`walknoise.training.train_model`: Adam, cosine
-schedule); only the regulariser differs. Each trained model is then evaluated *without* any
-training-time noise: clean test accuracy, accuracy under Gaussian noise added to the test
-inputs at several σ, and the per-layer midpoint from a walk (:func:`walknoise.scan`).
-This is the comparison table of the NINR paper (Levi et al., ICLR 2023), on bundled data.
+For every seed, each method (:mod:`walknoise.nin.regularisers`) trains the same architecture
+from the same initial weights and data order with SGD (as in the NIN papers; Adam on
+request) at a constant learning rate. Each method tries the same number of candidates of its
+hyper-parameter on the training data minus a validation split carved from it, and keeps the
+best on that split (:mod:`walknoise.nin.tuning`); the test split is used only afterwards.
+The chosen model is then tested without any training-time noise: clean test accuracy,
+accuracy under each perturbation of :mod:`walknoise.nin.perturb` at several strengths (the
+same perturbed inputs for every method of a seed), and each layer's walk midpoint
+(:func:`walknoise.scan`). Each number is compared with the baseline ``none`` by a paired test
+over seeds (:mod:`walknoise.nin.paired`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import xarray as xr
-from torch import Tensor, nn
-from torch.nn import functional as F
-from torch.utils.hooks import RemovableHandle
+from torch import nn
 
-from walknoise.data import TensorData
+from walknoise.data import Normalization, TensorData
 from walknoise.errors import WalknoiseError
 from walknoise.io.result import ResultBase
-from walknoise.nin.model import NINModel, attach_nins
+from walknoise.nin.compare_config import CompareConfig
+from walknoise.nin.paired import TEST, paired_test
+from walknoise.nin.perturb import PERTURBATIONS
 from walknoise.nin.probe import ModelFactory, model_factory, train_test_data
+from walknoise.nin.regularisers import KNOBS, METHODS, WHAT
 from walknoise.nin.results import file_attrs
 from walknoise.nin.train import torch_threads
-from walknoise.noise.inject import inject
+from walknoise.nin.tuning import Tuned, perturbed_accuracy, split_validation, tune
 from walknoise.progress import progress_bar
-from walknoise.training import TrainConfig, evaluate, seeded_init, train_model
+from walknoise.training import evaluate
 from walknoise.walk.driver import scan
-from walknoise.walk.spec import parse_sigmas
 
 __all__ = ["FORMAT", "METHODS", "CompareConfig", "CompareResult", "compare", "load_compare"]
 
 FORMAT = "walknoise-nin-compare"
-FORMAT_VERSION = 1
-METHODS = ("none", "in-ninr", "full-ninr", "input-noise", "l2", "dropout")
-ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh,
-    nn.Sigmoid, nn.Hardtanh, nn.Softplus, nn.PReLU,
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    """Methods, seeds and every method's hyper-parameter; invalid values raise."""
-
-    methods: tuple[str, ...] = METHODS
-    seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 5
-    lr: float = 1e-3
-    batch_size: int = 64
-    nin_sigma: float = 100.0
-    """σ_ε of in-NINR and full-NINR (NIWs start like the layer's weights)."""
-    input_noise: float = 1.0
-    """σ of the Gaussian noise added to every training input (inputs span [-1, 1])."""
-    weight_decay: float = 5e-4
-    """Adam's L2 penalty for ``l2``."""
-    dropout: float = 0.2
-    """Drop probability after every hidden activation for ``dropout``."""
-    test_sigmas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    """σ of the Gaussian noise on the test inputs."""
-    walk_sigmas: str = "log:1e-2:1e2:17"
-    walk_repeats: int = 2
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
-            raise WalknoiseError(
-                f"methods {list(self.methods)}: name each once from {', '.join(METHODS)}"
-            )
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise WalknoiseError(f"seeds {list(self.seeds)}: give at least one, each once")
-        sigmas = self.test_sigmas
-        checks = (
-            (self.epochs >= 1, f"epochs is {self.epochs}; use at least 1"),
-            (self.lr > 0, f"learning rate is {self.lr}; use a positive value such as 1e-3"),
-            (self.batch_size >= 1, f"batch size is {self.batch_size}; use at least 1"),
-            (_pos(self.nin_sigma), f"NIN σ_ε is {self.nin_sigma}; use a positive value"),
-            (_pos(self.input_noise), f"input noise is {self.input_noise}; use a positive σ"),
-            (_pos(self.weight_decay), f"weight decay is {self.weight_decay}; use a positive value"),
-            (0 < self.dropout < 1, f"dropout is {self.dropout}; use a probability in (0, 1)"),
-            (bool(sigmas) and all(_pos(s) for s in sigmas), "test σ values must be positive"),
-            (self.walk_repeats >= 1, "walk repeats must be at least 1"),
-        )
-        for ok, message in checks:
-            if not ok:
-                raise WalknoiseError(message)
-        parse_sigmas(self.walk_sigmas)  # a bad grid fails now, not after the training
-        object.__setattr__(self, "methods", tuple(self.methods))
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        object.__setattr__(self, "test_sigmas", tuple(sorted(float(s) for s in sigmas)))
-
-    def describe(self) -> dict[str, str]:
-        """Each method with its stated hyper-parameters."""
-        every = {
-            "none": "no regulariser",
-            "in-ninr": f"NIN on the first Linear/Conv, σ_ε = {self.nin_sigma:g}",
-            "full-ninr": f"NIN on every Linear/Conv, σ_ε = {self.nin_sigma:g}",
-            "input-noise": f"Gaussian noise σ = {self.input_noise:g} on training inputs",
-            "l2": f"L2 weight decay {self.weight_decay:g} (Adam)",
-            "dropout": f"dropout p = {self.dropout:g} after each hidden activation",
-        }
-        return {m: every[m] for m in self.methods}
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _pos(value: float) -> bool:
-    return math.isfinite(value) and value > 0
-
-
-@contextmanager
-def _dropout(model: nn.Module, p: float, seed: int) -> Iterator[None]:
-    """Seeded dropout on every activation's output while training (hooks, so the module
-    names a walk reports stay those of the bare model); removed on exit."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def hook(module: nn.Module, _inputs: object, out: Tensor) -> Tensor | None:
-        if not module.training:
-            return None
-        keep = torch.rand(out.shape, generator=gen) >= p
-        return out * keep.to(out.device, out.dtype) / (1 - p)
-
-    acts = [m for m in model.modules() if isinstance(m, ACTIVATIONS)]
-    if not acts:
-        raise WalknoiseError("dropout needs activation modules (e.g. nn.ReLU) in the model")
-    handles: list[RemovableHandle] = [m.register_forward_hook(hook) for m in acts]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _noisy_inputs(sigma: float, seed: int) -> Callable[..., tuple[Tensor, Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-
-    def loss_fn(model: nn.Module, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
-        noise = torch.randn(xb.shape, generator=gen).to(xb.device, xb.dtype)
-        logits = model(xb + sigma * noise)
-        return F.cross_entropy(logits, yb), logits
-
-    return loss_fn
-
-
-def train_method(
-    method: str, factory: ModelFactory, train: TensorData, cfg: CompareConfig, seed: int
-) -> tuple[nn.Module, float]:
-    """Train one (method, seed); returns the bare model and its final NIW norm (or NaN)."""
-    with seeded_init(seed):
-        model = factory()
-    wd = cfg.weight_decay if method == "l2" else 0.0
-    tc = TrainConfig(cfg.epochs, cfg.lr, cfg.batch_size, seed, weight_decay=wd)
-    target: nn.Module = model
-    if method in ("in-ninr", "full-ninr"):
-        where = "input" if method == "in-ninr" else "all"
-        target = attach_nins(model, where, sigma_eps=cfg.nin_sigma, seed=seed)
-    loss_fn = _noisy_inputs(cfg.input_noise, seed) if method == "input-noise" else None
-    if method == "dropout":
-        with _dropout(model, cfg.dropout, seed):
-            train_model(model, train.x, train.y, tc, progress=False)
-    else:
-        train_model(target, train.x, train.y, tc, progress=False, loss_fn=loss_fn)
-    if isinstance(target, NINModel):
-        niw = float(target.niw_norms().norm())
-        return target.remove().eval(), niw
-    return model.eval(), float("nan")
-
-
-def noisy_accuracy(
-    model: nn.Module, test: TensorData, sigmas: Sequence[float], seed: int = 0
-) -> list[float]:
-    """Accuracy with Gaussian noise of each σ added to the inputs (one seeded draw each)."""
-    out = []
-    for sigma in sigmas:
-        gen = torch.Generator().manual_seed(seed)  # the same ε for every model: fair
-        with inject(model, "<input>", "additive", sigma=sigma, generator=gen):
-            out.append(evaluate(model, test.x, test.y)[0])
-    return out
+FORMAT_VERSION = 2
+VALIDATION_STREAM = 1
+"""Seed stream of the perturbations drawn on the validation split (the test's is 0)."""
 
 
 def compare(
@@ -199,63 +57,106 @@ def compare(
     output: str | Path | None = None,
     threads: int | None = None,
     progress: bool = True,
+    normalize: str | Normalization = "none",
 ) -> CompareResult:
-    """Train every (method, seed) of ``config``, evaluate, and return the table's numbers."""
+    """Tune and train every (method, seed) of ``config``, test, and return the numbers.
+    ``normalize`` rescales the inputs (:func:`~walknoise.nin.probe.train_test_data`)."""
     cfg = config or CompareConfig()
     if output is not None and not Path(output).parent.is_dir():
         raise WalknoiseError(f"directory {Path(output).parent} does not exist; create it first")
-    train, test = train_test_data(data, test_data)
+    train, test = train_test_data(data, test_data, normalize)
+    fit_data, val = split_validation(train, cfg.validation_fraction, cfg.split_seed)
     factory = model_factory(arch, train)
+    conditions = cfg.conditions(images=train.x.dim() == 4)
     rows: dict[tuple[int, int], dict[str, Any]] = {}
+    # The baseline first in each seed: its chosen learning rate is every method's.
+    order = sorted(range(len(cfg.methods)), key=lambda i: cfg.methods[i] != "none")
+    cells = [(i, k) for k in range(len(cfg.seeds)) for i in order]
+    base = cfg.fit()
+    lr = base.lr
     with torch_threads(threads):
-        cells = [(i, k) for i in range(len(cfg.methods)) for k in range(len(cfg.seeds))]
-        for i, k in progress_bar(cells, desc="nin compare", unit="model", disable=not progress):
-            rows[i, k] = _evaluate_cell(cfg.methods[i], factory, train, test, cfg, cfg.seeds[k])
-    result = CompareResult(_dataset(cfg, rows, _attrs(cfg, arch, train, test)))
+        for i, k in progress_bar(cells, desc="nin compare", unit="method", disable=not progress):
+            method, seed = cfg.methods[i], cfg.seeds[k]
+            score = _scorer(cfg, val, conditions, seed)
+            fit = replace(base, lr=base.lr if method == "none" else lr)
+            tuned = tune(method, cfg.grids[method], factory, fit_data, score, fit, seed)
+            if method == "none":
+                lr = cfg.grids["none"][tuned.chosen] if tuned.trained.finished else base.lr
+            rows[i, k] = _test_cell(tuned, test, conditions, cfg, seed)
+            rows[i, k]["lr"] = tuned.trained.lr
+    sizes = {"fit": len(fit_data), "validation": len(val)}
+    attrs = _attrs(cfg, arch, train, test, sizes)
+    result = CompareResult(_dataset(cfg, conditions, rows, attrs))
     if output is not None:
         result.save(output)
     return result
 
 
-def _evaluate_cell(
-    method: str,
-    factory: ModelFactory,
-    train: TensorData,
+def _scorer(
+    cfg: CompareConfig, val: TensorData, conditions: list[tuple[str, float]], seed: int
+) -> Callable[[nn.Module], float]:
+    """The validation score a candidate is chosen by."""
+    if cfg.selection == "clean":
+        return lambda model: evaluate(model, val.x, val.y)[0]
+    return lambda model: float(
+        np.mean(perturbed_accuracy(model, val, conditions, seed, VALIDATION_STREAM))
+    )
+
+
+def _test_cell(
+    tuned: Tuned,
     test: TensorData,
+    conditions: list[tuple[str, float]],
     cfg: CompareConfig,
     seed: int,
 ) -> dict[str, Any]:
-    start = time.perf_counter()
-    model, niw = train_method(method, factory, train, cfg, seed)
-    seconds = time.perf_counter() - start
+    """Test numbers of the chosen model; NaN throughout when every candidate diverged."""
+    row: dict[str, Any] = {
+        "validation_score": tuned.scores,
+        "candidate_diverged": tuned.diverged,
+        "chosen_candidate": tuned.chosen,
+        "niw_norm_end": tuned.trained.niw_norm,
+        "train_seconds": tuned.seconds,
+    }
+    if not tuned.trained.finished:
+        return row
+    model = tuned.trained.model
     accuracy, loss = evaluate(model, test.x, test.y)
     walk = scan(
         model, test, sigmas=cfg.walk_sigmas, repeats=cfg.walk_repeats, progress=False, seed=seed
     )
     mids = walk.midpoints()
-    return {
+    return row | {
         "clean_accuracy": accuracy,
         "clean_loss": loss,
-        "noisy_accuracy": noisy_accuracy(model, test, cfg.test_sigmas, seed),
+        "accuracy": perturbed_accuracy(model, test, conditions, seed),
         "layers": list(mids.index),
         "midpoint": mids["midpoint"].to_numpy(dtype=np.float64),
         "midpoint_status": mids["status"].to_numpy(dtype=np.int8),
-        "niw_norm_end": niw,
-        "train_seconds": seconds,
         "walk_sigma_max": float(walk.sigmas.max()),
     }
 
 
 COORDS = {
     "method": ("training method (regulariser)", ""),
-    "seed": ("seed of initial weights, data order and training noise", "1"),
-    "sigma": ("std of Gaussian noise added to the test inputs", "1"),
+    "seed": ("seed of initial weights, data order, training noise and test perturbations", "1"),
+    "candidate": ("index into each method's hyper-parameter grid", "1"),
+    "condition": ("test perturbation and strength", ""),
+    "perturbation": ("test perturbation (walknoise.nin.perturb)", ""),
+    "strength": ("strength of the test perturbation (units: perturbation_units)", ""),
     "layer": ("injection point of the walk (named_modules() name, <input> or <global>)", ""),
 }
 VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "validation_score": (
+        ("method", "seed", "candidate"),
+        "validation accuracy the candidate was chosen by (NaN: diverged)",
+        "1",
+    ),
+    "candidate_diverged": (("method", "seed", "candidate"), "1: training went non-finite", "1"),
+    "chosen_candidate": (("method", "seed"), "index of the chosen candidate", "1"),
     "clean_accuracy": (("method", "seed"), "clean test accuracy", "1"),
     "clean_loss": (("method", "seed"), "clean test cross-entropy", "nat"),
-    "noisy_accuracy": (("method", "seed", "sigma"), "test accuracy with noisy inputs", "1"),
+    "accuracy": (("method", "seed", "condition"), "test accuracy under the perturbation", "1"),
     "midpoint": (("method", "seed", "layer"), "midpoint noise level of the walk", "sigma"),
     "midpoint_status": (
         ("method", "seed", "layer"),
@@ -263,33 +164,85 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "1",
     ),
     "niw_norm_end": (("method", "seed"), "total NIW norm after training (NINR only)", "1"),
-    "train_seconds": (("method", "seed"), "wall time of training", "s"),
+    "train_seconds": (("method", "seed"), "wall time of training all candidates", "s"),
+    "lr": (("method", "seed"), "learning rate of the chosen model (the baseline's choice)", "1"),
 }
+INTEGER = {"candidate_diverged", "chosen_candidate", "midpoint_status"}
 
 
 def _dataset(
-    cfg: CompareConfig, rows: dict[tuple[int, int], dict[str, Any]], attrs: dict[str, Any]
+    cfg: CompareConfig,
+    conditions: list[tuple[str, float]],
+    rows: dict[tuple[int, int], dict[str, Any]],
+    attrs: dict[str, Any],
 ) -> xr.Dataset:
-    layers: list[str] = rows[0, 0]["layers"]
-    shape = {"method": len(cfg.methods), "seed": len(cfg.seeds)}
-    shape.update(sigma=len(cfg.test_sigmas), layer=len(layers))
+    tested = [row for row in rows.values() if "layers" in row]
+    if not tested:
+        raise WalknoiseError(
+            "every candidate of every method diverged; lower the learning rate (e.g. lr=0.01)"
+        )
+    layers: list[str] = tested[0]["layers"]
+    shape = {"method": len(cfg.methods), "seed": len(cfg.seeds), "candidate": cfg.candidates}
+    shape.update(condition=len(conditions), layer=len(layers))
     data_vars: dict[str, Any] = {}
     for name, (dims, long_name, units) in VARIABLES.items():
-        integer = name == "midpoint_status"
-        arr = np.zeros([shape[d] for d in dims], dtype=np.int8 if integer else np.float64)
+        integer = name in INTEGER
+        fill = -2 if name == "midpoint_status" else (0 if integer else np.nan)
+        arr = np.full([shape[d] for d in dims], fill, dtype=np.int8 if integer else np.float64)
         for (i, k), row in rows.items():
-            arr[i, k] = row[name]
+            if name in row:
+                arr[i, k] = row[name]
         data_vars[name] = (dims, arr, {"long_name": long_name, "units": units})
+    grid = np.array([cfg.grids[m] for m in cfg.methods])
+    data_vars["hyperparameter"] = (
+        ("method", "candidate"),
+        grid,
+        {"long_name": "each method's candidate values (names: attribute hyperparameters)"},
+    )
+    chosen = np.take_along_axis(grid, data_vars["chosen_candidate"][1].astype(int), axis=1)
+    data_vars["chosen_value"] = (
+        ("method", "seed"),
+        chosen,
+        {"long_name": "hyper-parameter value chosen on the validation split"},
+    )
     coords = {
         "method": list(cfg.methods),
         "seed": np.array(cfg.seeds),
-        "sigma": np.array(cfg.test_sigmas),
+        "candidate": np.arange(cfg.candidates),
+        "condition": [f"{name} {s:g}" for name, s in conditions],
         "layer": layers,
     }
+    # Plain variables, not coordinates: the results file keeps only dimension coordinates.
+    data_vars["perturbation"] = ("condition", np.array([name for name, _ in conditions]))
+    data_vars["strength"] = ("condition", np.array([s for _, s in conditions], dtype=float))
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
-    ds.attrs["walk_sigma_max"] = rows[0, 0]["walk_sigma_max"]
+    ds.attrs["walk_sigma_max"] = tested[0]["walk_sigma_max"]
     for name, (long_name, units) in COORDS.items():
         ds[name].attrs.update(long_name=long_name, units=units)
+    return _with_tests(ds)
+
+
+PAIRED = {"clean_accuracy": "clean", "accuracy": "accuracy", "midpoint": "midpoint"}
+"""Variables compared with the baseline, and the prefix of their test variables."""
+
+
+def _with_tests(ds: xr.Dataset) -> xr.Dataset:
+    """Add ``<prefix>_difference`` and ``<prefix>_p_value``: each method minus ``none``,
+    paired over seeds (NaN for ``none`` itself, and throughout without ``none``)."""
+    methods = [str(m) for m in ds["method"].values]
+    for name, prefix in PAIRED.items():
+        values = ds[name].where(ds["midpoint_status"] == 1) if name == "midpoint" else ds[name]
+        seeds_last = values.transpose("method", ..., "seed")
+        mean = np.full(seeds_last.shape[:-1], np.nan)
+        p = mean.copy()
+        if "none" in methods:
+            base = seeds_last.values[methods.index("none")]
+            mean, p = paired_test(seeds_last.values, base[None])
+            mean[methods.index("none")] = p[methods.index("none")] = np.nan
+        dims = seeds_last.dims[:-1]
+        what = f"{ds[name].attrs['long_name']}, method minus none, mean over seeds"
+        ds[f"{prefix}_difference"] = (dims, mean, {"long_name": what})
+        ds[f"{prefix}_p_value"] = (dims, p, {"long_name": f"p-value of the {TEST}"})
     return ds
 
 
@@ -298,13 +251,30 @@ def _attrs(
     arch: str | ModelFactory,
     train: TensorData,
     test: TensorData,
+    sizes: dict[str, int],
 ) -> dict[str, Any]:
     title = "walknoise comparison of NINR with other regularisers"
+    units = {name: PERTURBATIONS[name].unit for name in PERTURBATIONS}
     return file_attrs(FORMAT, FORMAT_VERSION, title, cfg.to_dict(), arch, train, test) | {
-        "methods": json.dumps(cfg.describe()),
-        "optimizer": "Adam (cosine schedule)",
+        "methods": json.dumps({m: _what(m, cfg.grids[m]) for m in cfg.methods}),
+        "hyperparameters": json.dumps(cfg.hyperparameters()),
+        "perturbation_units": json.dumps(units),
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "momentum": cfg.momentum,
         "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "selection": cfg.selection,
+        "validation_fraction": cfg.validation_fraction,
+        "split_seed": cfg.split_seed,
+        "fit_size": sizes["fit"],
+        "validation_size": sizes["validation"],
+        "paired_test": TEST,
     }
+
+
+def _what(method: str, grid: tuple[float, ...]) -> str:
+    return f"{WHAT[method]}; {KNOBS[method]} tuned over {', '.join(f'{v:g}' for v in grid)}"
 
 
 class CompareResult(ResultBase):
@@ -320,15 +290,25 @@ class CompareResult(ResultBase):
         return [str(m) for m in self.dataset["method"].values]
 
     def describe(self) -> dict[str, str]:
-        """Each method's stated hyper-parameters."""
+        """Each method in words, with its candidates."""
         described: dict[str, str] = json.loads(self.dataset.attrs["methods"])
         return described
+
+    def hyperparameters(self) -> dict[str, str]:
+        """Each method's tuned hyper-parameter."""
+        named: dict[str, str] = json.loads(self.dataset.attrs["hyperparameters"])
+        return named
+
+    def chosen(self) -> dict[str, list[float]]:
+        """Each method's chosen hyper-parameter value, per seed."""
+        values = self.dataset["chosen_value"]
+        return {m: [float(v) for v in values.values[i]] for i, m in enumerate(self.methods)}
 
     def _describe(self) -> str:
         ds = self.dataset
         return (
             f"{', '.join(self.methods)} × {ds.sizes['seed']} seeds, "
-            f"{ds.attrs.get('arch')} on {ds.attrs.get('data')}"
+            f"{ds.attrs.get('arch')} on {ds.attrs.get('data')}, {ds.attrs.get('optimizer')}"
         )
 
 

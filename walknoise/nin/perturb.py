@@ -154,7 +154,8 @@ class Perturbation:
     name: str
     fn: PerturbFn
     strengths: tuple[float, ...]
-    """Default strengths for MNIST-like 28 × 28 images in [-1, 1]."""
+    """Default strengths for MNIST-like 28 × 28 images in [0, 1] (the bundled MNIST's
+    default scaling)."""
     unit: str
     """What ``strength`` is, for tables and the results file."""
     images_only: bool
@@ -166,7 +167,7 @@ class Perturbation:
 PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in (
-        Perturbation("gaussian", gaussian_noise, (0.5, 1.0, 2.0), "σ (input units)", False),
+        Perturbation("gaussian", gaussian_noise, (0.25, 0.5, 1.0), "σ (input units)", False),
         Perturbation("impulse", impulse_noise, (0.05, 0.1, 0.2), "fraction of elements", False, 1),
         Perturbation("blur", blur, (0.5, 1.0, 1.5), "σ (pixels)", True),
         Perturbation("rotation", rotation, (10.0, 20.0, 30.0), "degrees", True),

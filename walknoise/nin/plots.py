@@ -7,6 +7,7 @@ drawn was computed by the probe or the comparison. Save with
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -141,18 +142,20 @@ def phase_diagram(result: object) -> Figure:
     ax.set_xscale("log")
     ax.set_yscale("log")
     stability = ProbeResult(ds).stability()
+    # The boundary is SGD's (w ↦ (1 - η σ_ε² H) w); Adam rescales every step, so none is drawn.
+    sgd = ds.attrs.get("optimizer", "sgd") == "sgd"
     predicted = median_over_seeds(stability["eta_sigma2_lambda_start"].values)
     n_seeds = codes.shape[2]
     for i, sigma in enumerate(sigmas):
         for j, lr in enumerate(lrs):
             notes = [f"{agree[i, j]}/{n_seeds} seeds"] if agree[i, j] < n_seeds else []
-            if math.isfinite(predicted[i, j]):
+            if sgd and math.isfinite(predicted[i, j]):
                 notes.append(f"ησ²λ₀ {predicted[i, j]:.2g}")
             text = "\n".join([PHASES[majority[i, j]], ", ".join(notes)]).strip()
             ax.text(lr, sigma, text, ha="center", va="center", fontsize="small", color="white")
     ax.set_xlim(x_edges[0], x_edges[-1])
     ax.set_ylim(y_edges[0], y_edges[-1])
-    handles: list[Any] = _boundaries(ax, stability, lrs, x_edges)
+    handles: list[Any] = _boundaries(ax, stability, lrs, x_edges) if sgd else []
     ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
     ax.set_yticks(sigmas, [f"{s:g}" for s in sigmas])
     ax.xaxis.set_minor_locator(NullLocator())
@@ -240,40 +243,58 @@ def time_scales(result: object) -> Figure:
 
 
 def compare_figure(result: object) -> Figure:
-    """Left: accuracy vs input-noise σ per method; right: each layer's walk midpoint."""
+    """Top: test accuracy against each perturbation's strength (0 = clean), a panel per
+    perturbation, mean ± std over seeds per method; bottom: each layer's walk midpoint."""
     ds = getattr(result, "dataset", result)
-    if not isinstance(ds, xr.Dataset) or "noisy_accuracy" not in ds:
+    if not isinstance(ds, xr.Dataset) or "accuracy" not in ds or "condition" not in ds.dims:
         raise WalknoiseError(f"cannot draw a {type(result).__name__}: pass a CompareResult")
     methods = [str(m) for m in ds["method"].values]
+    kinds = list(dict.fromkeys(str(p) for p in ds["perturbation"].values))
     palette = sns.color_palette("colorblind", len(methods))
-    fig = Figure(figsize=(12.5, 4.6), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[1, 1.4])
-    sigma = np.concatenate([[0.0], ds["sigma"].values])
+    cols = min(3, len(kinds))
+    rows = -(-len(kinds) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows + 3.6), layout="constrained")
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1] * rows + [1.2])
+    for n, kind in enumerate(kinds):
+        ax = fig.add_subplot(grid[n // cols, n % cols])
+        here = ds["perturbation"].values == kind
+        strength = np.concatenate([[0.0], ds["strength"].values[here]])
+        for i, colour in enumerate(palette):
+            acc = np.column_stack(
+                [ds["clean_accuracy"].values[i], ds["accuracy"].values[i][:, here]]
+            )
+            mean, std = _nan_mean_std(acc)
+            ax.errorbar(strength, mean, std, color=colour, marker="o", ms=3, capsize=2)
+        ax.set_title(kind, fontsize="medium")
+        ax.set_xlabel(_unit(ds, kind))
+        ax.grid(True, alpha=0.3)
+    fig.axes[0].set_ylabel("test accuracy")
+    mid = fig.add_subplot(grid[rows, :])
     layers = [str(v) for v in ds["layer"].values]
     for i, (method, colour) in enumerate(zip(methods, palette, strict=True)):
-        acc = np.column_stack([ds["clean_accuracy"].values[i], ds["noisy_accuracy"].values[i]])
-        left.errorbar(sigma, acc.mean(0), acc.std(0), color=colour, marker="o", capsize=3)
         mids = np.where(ds["midpoint_status"].values[i] == 1, ds["midpoint"].values[i], np.nan)
-        offset = (i - (len(methods) - 1) / 2) * 0.1
+        offset = (i - (len(methods) - 1) / 2) * 0.08
         mean, std = _nan_mean_std(mids)
         x = np.arange(len(layers)) + offset
-        right.errorbar(x, mean, std, color=colour, marker="o", ls="-", lw=1)
-        left.plot([], [], color=colour, label=method)
-    left.set_xlabel("σ of Gaussian noise on the test inputs (0 = clean)")
-    left.set_ylabel("test accuracy (mean ± std over seeds)")
-    left.grid(True, alpha=0.3)
-    left.legend(frameon=False, fontsize="small")
-    right.set_yscale("log")
-    right.yaxis.set_major_formatter(ScalarFormatter())
-    right.yaxis.set_minor_formatter(NullFormatter())
-    right.set_xticks(range(len(layers)), layers, rotation=30, ha="right")
-    right.set_ylabel("walk midpoint σ (additive noise)")
-    right.grid(True, which="major", alpha=0.3)
-    right.set_title("per-layer midpoint (higher = more robust)", fontsize="medium")
+        mid.errorbar(x, mean, std, color=colour, marker="o", ls="-", lw=1, label=method)
+    mid.set_yscale("log")
+    mid.yaxis.set_major_formatter(ScalarFormatter())
+    mid.yaxis.set_minor_formatter(NullFormatter())
+    mid.set_xticks(range(len(layers)), layers, rotation=30, ha="right")
+    mid.set_ylabel("walk midpoint σ")
+    mid.grid(True, which="major", alpha=0.3)
+    mid.set_title("per-layer walk midpoint (additive; higher = more robust)", fontsize="medium")
+    mid.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize="small")
     fig.suptitle(
-        f"NINR vs other regularisers: {ds.attrs.get('arch', '')} on {ds.attrs.get('data')}"
+        f"NINR vs other regularisers (mean ± std over {ds.sizes['seed']} seeds): "
+        f"{ds.attrs.get('arch', '')} on {ds.attrs.get('data')}, {ds.attrs.get('optimizer')}"
     )
     return fig
+
+
+def _unit(ds: xr.Dataset, kind: str) -> str:
+    units: dict[str, str] = json.loads(ds.attrs.get("perturbation_units", "{}"))
+    return units.get(kind, "strength")
 
 
 def _nan_mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

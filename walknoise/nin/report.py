@@ -1,13 +1,13 @@
-"""Plain-text and pandas summaries of NIN probes and comparisons (CLI and notebooks)."""
+"""Plain-text and pandas summaries of NIN probes and comparisons (CLI and notebooks); the
+comparison's tables live in :mod:`walknoise.nin.compare_report`."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pandas as pd
 
-from walknoise.nin.compare import CompareResult
+from walknoise.nin.compare_report import compare_summary, compare_text
 from walknoise.nin.phases import PHASES
 from walknoise.nin.results import ProbeResult, median_over_seeds
 from walknoise.table import text_table
@@ -85,77 +85,10 @@ def _curvature_lines(result: ProbeResult, lrs: list[str]) -> list[str]:
     return [
         "top Hessian eigenvalue λ of the loss w.r.t. the NIN layer's output (largest over NINs,",
         f"median over seeds): {_num(lam0)} at initialisation; at the end without NINs: {ends}",
-        "η σ_ε² λ at the start -> the end of each run (the linear picture's boundary: 2)",
+        "η σ_ε² λ at the start -> the end of each run (SGD's linear picture: boundary at 2)",
         text_table(rows),
     ]
 
 
 def _num(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value:.3g}"
-
-
-def _mean_std(values: np.ndarray, digits: int = 3) -> str:
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
-def _midpoint_cell(values: np.ndarray, status: np.ndarray, sigma_max: float) -> str:
-    reached = values[(status == 1) & np.isfinite(values)]
-    if reached.size == 0:
-        return f"> {sigma_max:g}"
-    cell = f"{np.mean(reached):.3g} ± {np.std(reached):.2g}"
-    return cell if reached.size == values.size else f"{cell} ({reached.size}/{values.size})"
-
-
-def compare_summary(result: CompareResult) -> pd.DataFrame:
-    """One row per method: clean and noisy accuracy, then each layer's midpoint (mean ± std
-    over seeds; a midpoint not reached by every seed notes how many reached it)."""
-    ds = result.dataset
-    sigma_max = float(ds.attrs.get("walk_sigma_max", float("nan")))
-    table: dict[str, list[str]] = {"clean": []}
-    for sigma in ds["sigma"].values:
-        table[f"σ={sigma:g}"] = []
-    for layer in ds["layer"].values:
-        table[f"mid {layer}"] = []
-    for method in result.methods:
-        row = ds.sel({"method": method})  # not sel(method=...): that is its fill method
-        table["clean"].append(_mean_std(row["clean_accuracy"].values))
-        for sigma in ds["sigma"].values:
-            acc = row["noisy_accuracy"].sel(sigma=sigma).values
-            table[f"σ={sigma:g}"].append(_mean_std(acc))
-        for layer in ds["layer"].values:
-            mid = row["midpoint"].sel(layer=layer).values
-            status = row["midpoint_status"].sel(layer=layer).values
-            table[f"mid {layer}"].append(_midpoint_cell(mid, status, sigma_max))
-    return pd.DataFrame(table, index=pd.Index(result.methods, name="method"))
-
-
-def compare_text(result: CompareResult) -> str:
-    """The accuracy table and the midpoint table, then what each method was."""
-    ds = result.dataset
-    summary = compare_summary(result)
-    acc_cols = [c for c in summary.columns if not c.startswith("mid ")]
-    mid_cols = [c for c in summary.columns if c.startswith("mid ")]
-    parts = [
-        f"NINR comparison: {ds.attrs.get('arch')} on {ds.attrs.get('data')}, "
-        f"{ds.attrs.get('epochs')} epochs, {ds.sizes['seed']} seeds (mean ± std)",
-        "",
-        "test accuracy, clean and with Gaussian input noise σ",
-        _table(summary, acc_cols),
-        "",
-        "midpoint σ of the walk (additive noise), per layer",
-        text_table(
-            [
-                ["layer", *summary.index],
-                *([c.removeprefix("mid "), *summary[c]] for c in mid_cols),
-            ]
-        ),
-        "",
-        *(f"{m}: {what}" for m, what in result.describe().items()),
-    ]
-    return "\n".join(parts)
-
-
-def _table(df: pd.DataFrame, columns: list[str]) -> str:
-    rows = [["method", *columns]]
-    rows += [[str(m), *(str(df.loc[m, c]) for c in columns)] for m in df.index]
-    return text_table(rows)
