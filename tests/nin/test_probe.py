@@ -121,7 +121,11 @@ def test_phases_table_and_text(result: tuple[ProbeResult, Path]) -> None:
     assert len(df) == 8 and set(df["phase"]) <= set(PHASES)
     text = probe_text(result[0])
     assert "decoupled" in text and "lr 0.05" in text and "σ_ε" in text
-    assert "η σ_ε² λ at the start -> the end" in text and "undetermined where" in text
+    assert (
+        "η σ_ε² λ at the start -> the end" in text
+        and "boundary at 2" in text
+        and "undetermined where" in text
+    )
     st = result[0].stability()
     run = df.loc[(0.01, 0.05, 0)]
     lam = result[0].dataset["hessian_top_eigenvalue"].sel(sigma_eps=0.01, lr=0.05, seed=0)
