@@ -67,12 +67,9 @@ def activity(model: nn.Module, point: str, x: torch.Tensor, batch_size: int) -> 
             shift.append(float(c.mean()))
             on.extend(torch.zeros(c.shape[1], dtype=torch.float64) for _ in range(4))
         d = c.flatten() - shift[0]
-        sums.add_(
-            torch.stack(
-                [torch.tensor(float(d.numel()), dtype=torch.float64), (c == 0).sum().double()]
-                + [(d**k).sum() for k in (1, 2, 3, 4)]
-            ).cpu()
-        )
+        count = torch.full((), float(d.numel()), dtype=torch.float64, device=d.device)
+        zeros = (c == 0).sum().double()
+        sums.add_(torch.stack([count, zeros, *((d**k).sum() for k in (1, 2, 3, 4))]).cpu())
         pos, neg = c > 0, c < 0
         for acc, part in zip(on, (c * pos, pos, -c * neg, neg), strict=True):
             acc.add_(part.double().sum(dim=(0, 2)).cpu())
