@@ -35,8 +35,9 @@ def test_figures_have_one_panel_per_statistic_or_tensor(
         assert isinstance(fig, Figure)
     labels = ["tail index α", "asymmetry β", "sample skewness"]
     assert [ax.get_ylabel() for ax in sigma.axes] == labels
-    # α: one stable-fit and one block line per tensor, and the shaded interval per tensor
-    assert len(sigma.axes[0].lines) == 1 + 2 * 2 and len(sigma.axes[0].collections) == 2
+    # α: the reference, pooled and MAD-scaled fits and the block line per tensor, and the
+    # shaded interval per tensor
+    assert len(sigma.axes[0].lines) == 1 + 3 * 2 and len(sigma.axes[0].collections) == 2
     assert sigma.axes[0].get_xscale() == "log"
     assert "step 10" in sigma.get_suptitle()  # the last step by default
     assert "σ = 0.3" in training.get_suptitle()

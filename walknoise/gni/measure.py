@@ -32,7 +32,7 @@ from walknoise.errors import WalknoiseError
 from walknoise.gni import store as gni_store
 from walknoise.gni.result import GNIResult, load_gni
 from walknoise.gni.spec import LOSSES, PARAMS, Criterion, GNISpec, criterion
-from walknoise.gni.stable import fit_stable_groups
+from walknoise.gni.stable import stable_into
 from walknoise.gni.tails import (
     histogram,
     robust_columns,
@@ -72,7 +72,6 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
 )
 # TailStats' fields, in order, as results-file variables
 _STAT_VARS = ("alpha_block", "skewness", "kurtosis", "n_samples")
-_FIT_VARS = ("alpha", "beta", "alpha_low", "alpha_high", "beta_low", "beta_high", "stable_n")
 
 
 def injection_points(
@@ -230,16 +229,12 @@ def _fill(
     ds["rms"].values[j, i, 0] = math.sqrt(float(np.mean(raw**2)))
     ds["histogram"].values[j, i, 0], ds["hist_outside"].values[j, i, 0] = histogram(z)
     # The paper's statistics: one stable law per tensor on the pooled noise (its scale does
-    # not matter: the fit is location/scale invariant). Batches are the bootstrap's
-    # independent units; a single batch falls back to its i.i.d. noise draws.
-    units = raw if raw.shape[0] >= 2 else raw.transpose(1, 0, 2)
-    mask = live if raw.shape[0] >= 2 else live.transpose(1, 0, 2)
-    fit = fit_stable_groups(
-        [u[k] for u, k in zip(units, mask, strict=True)], rng, replicates=bootstrap
-    )
-    values = (fit.alpha, fit.beta, fit.alpha_low, fit.alpha_high, fit.beta_low, fit.beta_high)
-    for name, value in zip(_FIT_VARS, (*values, fit.n), strict=True):
-        ds[name].values[j, i, 0] = value
+    # not matter: the fit is location/scale invariant); then the same after each coordinate
+    # is divided by its MAD over the draws, which leaves a stable law's α unchanged but
+    # takes out the spread of scales between coordinates (a scale mixture reads heavier).
+    stable_into(ds, cell, "", raw, live, rng, bootstrap)
+    mad = robust_columns(raw, axis=1)
+    stable_into(ds, cell, "_mad", mad, live & np.isfinite(mad), rng, bootstrap)
 
 
 def _clean_loss(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], loss: str) -> float:
@@ -363,7 +358,6 @@ def gradient_noise(
     ``sigma`` is one level, a list, or a grid string (``"log:1e-2:1:5"``). Further
     ``options`` are :class:`GNISpec` fields (``batches``, ``batch_size``, ``params``,
     ``loss``, ``seed``, ``bootstrap``, ``max_coords``, ``ratio``, ``device``).
-
     ``normalize`` rescales the inputs: ``"none"`` (MNIST in [0, 1]), ``"pm1"`` or
     ``"standard"``.
 

@@ -4,7 +4,8 @@ Presentation only, in the style of :mod:`walknoise.walk.plots`: each function ta
 ``GNIResult`` (or its ``xarray.Dataset``) and returns a fresh matplotlib ``Figure``; pyplot
 is never touched. The α and β panels show the paper's statistics, a stable law fitted to
 each tensor's pooled noise, as solid lines with their bootstrap intervals shaded; the α panel
-adds the block estimator (dashed) and the skewness panel the sample skewness per tensor
+adds the same fit after each coordinate is divided by its MAD (dotted), the block estimator
+(dashed), and the skewness panel the sample skewness per tensor
 (solid) and per coordinate (dashed).
 """
 
@@ -33,7 +34,11 @@ _PANELS = (
 # (variable, standardisation or None, line style, legend label)
 _FIT = "stable fit, 95% interval"
 _LINES = {
-    "alpha": (("alpha", None, "-", _FIT), ("alpha_block", "layer", "--", "block estimator")),
+    "alpha": (
+        ("alpha", None, "-", _FIT),
+        ("alpha_mad", None, ":", "stable fit, coordinates MAD-scaled"),
+        ("alpha_block", "layer", "--", "block estimator"),
+    ),
     "beta": (("beta", None, "-", _FIT),),
     "skewness": (
         ("skewness", "layer", "-", "skew per tensor"),

@@ -20,13 +20,17 @@ _COLUMNS = (
     (("step",), "step"),
     (("alpha", "alpha_low", "alpha_high"), "α [95% CI]"),
     (("beta", "beta_low", "beta_high"), "β [95% CI]"),
+    (("alpha_mad", "alpha_mad_low", "alpha_mad_high"), "α/MAD [95% CI]"),
     (("alpha_block",), "α block"),
     (("alpha_block_coord",), "block/coord"),
     (("alpha_block_robust",), "block/robust"),
     (("skewness",), "skew"),
     (("kurtosis",), "kurt"),
 )
-_FIT = ["alpha", "alpha_low", "alpha_high", "beta", "beta_low", "beta_high", "stable_n", "rms"]
+_FIT = [
+    *("alpha", "alpha_low", "alpha_high", "beta", "beta_low", "beta_high", "stable_n", "rms"),
+    *("alpha_mad", "alpha_mad_low", "alpha_mad_high", "beta_mad", "beta_mad_low", "beta_mad_high"),
+]
 
 
 class GNIResult(ResultBase):
@@ -39,7 +43,8 @@ class GNIResult(ResultBase):
 
     def table(self) -> pd.DataFrame:
         """One row per (param_layer, sigma, step): the stable fit's α and β with their
-        bootstrap intervals, RMS, and the block α, skewness, kurtosis under the three
+        bootstrap intervals (suffix ``_mad``: each coordinate divided by its MAD first),
+        RMS, and the block α, skewness, kurtosis under the three
         scalings (suffix ``_coord``: per coordinate by std, ``_robust``: by MAD)."""
         ds = self.dataset
         parts = [ds[_FIT].to_dataframe()]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import xarray as xr
 
 from walknoise.errors import WalknoiseError
 
@@ -122,3 +123,33 @@ def fit_stable_groups(
 def _replicate(picks: Sequence[Array], rng: np.random.Generator) -> tuple[float, float]:
     chosen = rng.integers(0, len(picks), size=len(picks))
     return fit_stable(np.concatenate([picks[i] for i in chosen]))
+
+
+def stable_into(
+    ds: xr.Dataset,
+    cell: tuple[int, int],
+    suffix: str,
+    values: npt.NDArray[np.float64],
+    keep: npt.NDArray[np.bool_],
+    rng: np.random.Generator,
+    bootstrap: int,
+) -> None:
+    """Fit ``values[keep]`` (both ``(batch, draw, coordinate)``) and write α, β and their
+    intervals into ``ds`` as ``alpha{suffix}``, ``alpha{suffix}_low``, … at ``cell``.
+
+    Batches are the bootstrap's independent units; a single batch falls back to its i.i.d.
+    noise draws."""
+    by_batch = values.shape[0] >= 2
+    units, mask = (values, keep) if by_batch else (values.swapaxes(0, 1), keep.swapaxes(0, 1))
+    groups = [u[k] for u, k in zip(units, mask, strict=True)]
+    fit = fit_stable_groups(groups, rng, replicates=bootstrap)
+    j, i = cell
+    for var, (est, low, high) in (
+        ("alpha", (fit.alpha, fit.alpha_low, fit.alpha_high)),
+        ("beta", (fit.beta, fit.beta_low, fit.beta_high)),
+    ):
+        ds[f"{var}{suffix}"].values[j, i, 0] = est
+        ds[f"{var}{suffix}_low"].values[j, i, 0] = low
+        ds[f"{var}{suffix}_high"].values[j, i, 0] = high
+    if not suffix:
+        ds["stable_n"].values[j, i, 0] = fit.n

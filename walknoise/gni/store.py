@@ -39,6 +39,15 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "beta_low": (_CELL, "beta, lower end of the percentile-bootstrap interval", "1", "f8"),
     "beta_high": (_CELL, "beta, upper end of the percentile-bootstrap interval", "1", "f8"),
     "stable_n": (_CELL, "gradient-noise values the stable fit uses", "1", "i8"),
+    **{
+        f"{var}_mad{end}": (_CELL, f"{var}{what}, each coordinate divided by its MAD", "1", "f8")
+        for var in ("alpha", "beta")
+        for end, what in (
+            ("", ""),
+            ("_low", ", interval low end"),
+            ("_high", ", interval high end"),
+        )
+    },
     "alpha_block": (_BY_MODE, "tail index (Mohammadi et al. 2015 block estimator)", "1", "f8"),
     "skewness": (_BY_MODE, "sample skewness of the implicit gradient noise", "1", "f8"),
     "kurtosis": (_BY_MODE, "sample excess kurtosis of the implicit gradient noise", "1", "f8"),
