@@ -5,9 +5,10 @@ The naive loop is the reference method: for every (layer, σ, repeat) cell, a fo
 that adds fresh noise and a full forward pass over the data. It runs three ways: over
 tensors in memory in batches of 128 (the Walking Noise code's DataLoader batch size;
 ``--naive-batch`` changes it) and of 500 (walknoise's own batch), and through a DataLoader
-that normalises each image as it is read, as the reference code does. walknoise runs the layers
-before the noisy point once per batch, fans the activation out into one copy per σ, reuses
-one ε for every σ (common random numbers) and runs convolutions channels-last on the CPU.
+that converts each image to floats as it is read, as the reference code does. walknoise runs
+the layers before the noisy point once per batch, fans the activation out into one copy per
+σ, reuses one ε for every σ (common random numbers) and runs convolutions channels-last on
+the CPU.
 The search finds each midpoint from a handful of σ; its error is against the grid's midpoint.
 
     python benchmarks/bench_scan.py            # LeNet-5 and MLP, all points × 25 σ × 5 repeats
@@ -45,18 +46,19 @@ def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int) -> Batches:
 
 
 class PerItemImages(Dataset[tuple[torch.Tensor, int]]):
-    """Bytes turned into a normalised tensor per item, as torchvision's MNIST with
-    ``ToTensor`` and ``Normalize(0.5, 0.5)`` does in the Walking Noise code."""
+    """Bytes turned into a float tensor per item, as torchvision's MNIST with ``ToTensor``
+    does in the Walking Noise code (their ``data/MNIST.py``, ``Normalize(0.5, 0.5)`` off by
+    default)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.raw = ((x * 0.5 + 0.5) * 255).round().to(torch.uint8)
+        self.raw = (x * 255).round().to(torch.uint8)  # walknoise's MNIST is pixels / 255
         self.y = y.tolist()
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return (self.raw[i].float() / 255 - 0.5) / 0.5, self.y[i]
+        return self.raw[i].float() / 255, self.y[i]
 
 
 def reference_batches(x: torch.Tensor, y: torch.Tensor, batch: int) -> Batches:
