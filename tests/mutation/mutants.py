@@ -30,6 +30,7 @@ SEARCH = "walknoise/walk/search.py"
 SPEC = "walknoise/walk/spec.py"
 WEIGHTS = "walknoise/walk/weights.py"
 TRAIN = "walknoise/walk/trainphase.py"
+SELFBIN = "walknoise/walk/selfbin.py"
 RUNNER = "walknoise/walk/runner.py"
 PLAN = "walknoise/walk/plan.py"
 
@@ -44,6 +45,7 @@ SEARCH_T = ("tests/walk/test_search.py", "tests/walk/test_exact_search.py")
 SPEC_T = ("tests/walk/test_spec.py", "tests/walk/test_exact_numbers.py")
 WEIGHTS_T = ("tests/walk/test_weights.py", "tests/walk/test_exact_numbers.py")
 TRAIN_T = ("tests/walk/test_trainphase.py", "tests/walk/test_exact_cells.py")
+SELFBIN_T = ("tests/walk/test_selfbin.py",)
 
 
 def m(
@@ -323,6 +325,19 @@ MUTANTS: list[Mutant] = [
       ".clamp_(-bound, bound)",
       ".clamp_(-bound, 10 * bound)",
       WEIGHTS_T),
+    # --- self-binarization at the noisy point -----------------------------------------------------
+    m("exact zeros counted as 'on' in the code", SELFBIN,
+      "pos, neg = c > 0, c < 0",
+      "pos, neg = c >= 0, c < 0",
+      SELFBIN_T),
+    m("activation m2 without the shift's correction", SELFBIN,
+      "m2 = e2 - e1**2",
+      "m2 = e2",
+      SELFBIN_T),
+    m("per-channel binarization over the input channels", WEIGHTS,
+      "dims = tuple(range(1, w.dim())) if per_channel",
+      "dims = tuple(range(w.dim() - 1)) if per_channel",
+      SELFBIN_T),
     # --- train phase -----------------------------------------------------------------------------
     m("weight growth as values/values", TRAIN,
       "growth = np.asarray(values) / np.asarray(ref[name])",
