@@ -122,7 +122,7 @@ def test_phases_table_and_text(result: tuple[ProbeResult, Path]) -> None:
     text = probe_text(result[0])
     assert "decoupled" in text and "lr 0.05" in text and "σ_ε" in text
     assert (
-        "η σ_ε² λ at the start -> the end" in text
+        "η σ_ε² λ at the start / largest / end" in text
         and "boundary at 2" in text
         and "undetermined where" in text
     )
@@ -132,6 +132,7 @@ def test_phases_table_and_text(result: tuple[ProbeResult, Path]) -> None:
     assert run["lambda_start"] == float(lam.isel(nin=0, hessian_step=0))
     assert run["eta_sigma2_lambda_end"] == pytest.approx(0.05 * 0.01**2 * float(lam[0, -1]))
     assert st["reference_lambda_end"].dims == ("lr", "seed")
+    assert run["lambda_max"] == float(lam.max())  # one NIN: its largest along the run
 
 
 def test_classification_follows_the_criteria() -> None:

@@ -76,18 +76,24 @@ def _curvature_lines(result: ProbeResult, lrs: list[str]) -> list[str]:
     lam0 = median_over_seeds(st["reference_lambda_start"].values.ravel()[None])[0]
     ref_end = median_over_seeds(st["reference_lambda_end"].values)
     ends = ", ".join(f"{lr}: {_num(v)}" for lr, v in zip(lrs, ref_end, strict=True))
-    start = median_over_seeds(st["eta_sigma2_lambda_start"].values)
-    end = median_over_seeds(st["eta_sigma2_lambda_end"].values)
+    ratios = [
+        median_over_seeds(st[f"eta_sigma2_lambda_{when}"].values)
+        for when in ("start", "max", "end")
+    ]
     rows = [["σ_ε", *lrs]]
     for i, sigma in enumerate(st["sigma_eps"].values):
-        cells = [f"{_num(start[i, j])} -> {_num(end[i, j])}" for j in range(len(lrs))]
+        cells = [" / ".join(_short(r[i, j]) for r in ratios) for j in range(len(lrs))]
         rows.append([f"{sigma:g}", *cells])
     return [
         "top Hessian eigenvalue λ of the loss w.r.t. the NIN layer's output (largest over NINs,",
         f"median over seeds): {_num(lam0)} at initialisation; at the end without NINs: {ends}",
-        "η σ_ε² λ at the start -> the end of each run (SGD's linear picture: boundary at 2)",
+        "η σ_ε² λ at the start / largest / end of each run (SGD's linear picture: boundary at 2)",
         text_table(rows),
     ]
+
+
+def _short(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.2g}"
 
 
 def _num(value: float) -> str:

@@ -77,7 +77,7 @@ def file_attrs(
     name = arch if isinstance(arch, str) else getattr(arch, "__name__", "custom")
     config = {**config, "arch": name, "train_data": train.name, "test_data": test.name}
     names = {"arch": name, "data": train.name, "test_data": test.name}
-    return {**provenance(fmt, version, title, config), **names}
+    return {**provenance(fmt, version, title, config), **names, **train.normalization.attrs()}
 
 
 def _fit_tau(trace_values: np.ndarray, window: int) -> float:
@@ -266,21 +266,25 @@ class ProbeResult(ResultBase):
         return PhaseCriteria(**config.get("criteria", {}))
 
     def stability(self) -> xr.Dataset:
-        """Per run (σ_ε, lr, seed): ``lambda_start`` and ``lambda_end`` (the top Hessian
-        eigenvalue at the first and the last measurement with a finite value, largest over
-        the NINs: the first to go unstable), and ``eta_sigma2_lambda_start``/``_end`` =
-        η σ_ε² λ, which the linear picture puts at 2 on the phase boundary. Also
+        """Per run (σ_ε, lr, seed): ``lambda_start``, ``lambda_max`` and ``lambda_end`` (the
+        top Hessian eigenvalue at the first measurement, its largest along the run, and at the
+        last finite measurement; largest over the NINs: the first to go unstable), and
+        ``eta_sigma2_lambda_*`` = η σ_ε² λ of each, which the linear picture puts at 2 on the
+        phase boundary. Also
         ``reference_lambda_start``/``_end`` per (lr, seed) from the runs without NINs."""
         ds = self.dataset
         lam = np.fmax.reduce(ds["hessian_top_eigenvalue"].values, axis=3)  # over NINs
         ref = np.fmax.reduce(ds["reference_hessian_top_eigenvalue"].values, axis=2)
         scale = ds["lr"].values[None, :, None] * ds["sigma_eps"].values[:, None, None] ** 2
         start, end = lam[..., 0], _last_finite(lam)
+        top = np.fmax.reduce(lam, axis=-1)  # NaN only where no measurement is finite
         return xr.Dataset(
             {
                 "lambda_start": (_RUN, start),
+                "lambda_max": (_RUN, top),
                 "lambda_end": (_RUN, end),
                 "eta_sigma2_lambda_start": (_RUN, scale * start),
+                "eta_sigma2_lambda_max": (_RUN, scale * top),
                 "eta_sigma2_lambda_end": (_RUN, scale * end),
                 "reference_lambda_start": (_REF, ref[..., 0]),
                 "reference_lambda_end": (_REF, _last_finite(ref)),
