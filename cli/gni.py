@@ -12,12 +12,21 @@ from walknoise.noise.kinds import KINDS
 from walknoise.types import NoiseKind
 from walknoise.walk.spec import parse_sigmas, split_names
 
-from .options import command_line, data_option, model_options, open_model, output_options
+from .options import (
+    command_line,
+    data_option,
+    model_normalization,
+    model_options,
+    normalize_option,
+    open_model,
+    output_options,
+)
 
 
 @click.command()
 @model_options
 @data_option("8,000-image train split")
+@normalize_option(from_model=True)
 @click.option("--noise", type=click.Choice(KINDS), default="additive", show_default=True)
 @click.option("--ratio", default=0.5, show_default=True, type=float, help="combined noise split.")
 @click.option("--sigma", default="0.1", show_default=True, help="A level, a list or a grid.")
@@ -34,7 +43,7 @@ from .options import command_line, data_option, model_options, open_model, outpu
 @click.option("--max-coords", default=4096, show_default=True, type=int, help="Entries per tensor.")
 @click.option(
     "--bootstrap",
-    default=200,
+    default=100,
     show_default=True,
     type=int,
     help="Bootstrap replicates for the α, β intervals (0: none).",
@@ -46,6 +55,7 @@ def run(
     arch: str | None,
     trust_pickle: bool,
     data: str,
+    normalize: str | None,
     noise: NoiseKind,
     ratio: float,
     sigma: str,
@@ -81,8 +91,9 @@ def run(
     loaded = open_model(model_path, arch, trust_pickle)
     with invoked_as(command_line(click.get_current_context())):
         result = run_gni(
-            loaded.model, data, spec, output=output, overwrite=overwrite, progress=not quiet
-        )
+            loaded.model, data, spec, output=output, overwrite=overwrite, progress=not quiet,
+            normalize=model_normalization(loaded, normalize),
+        )  # fmt: skip
     click.echo(result.summary())
     click.echo(f"wrote {output}")
 

@@ -9,6 +9,7 @@ import pytest
 import walknoise
 from tests.cli.conftest import assert_user_error, invoke
 from walknoise.data import load_mnist
+from walknoise.gni.measure import load_gni
 from walknoise.models import load_model
 
 
@@ -56,3 +57,14 @@ def test_default_is_none_and_a_bad_value_is_refused(mlp_checkpoint: Path, tmp_pa
     assert result.exit_code == 0, result.output
     assert walknoise.load(out).dataset.attrs["data_normalization"] == "none"
     assert_user_error(invoke("train", "--normalize", "zscore", "-o", out), "--normalize")
+
+
+def test_gni_run_defaults_to_the_checkpoints_scaling(
+    standard_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "gni.h5"
+    fast = ("--batches", "2", "--draws", "4", "--batch-size", "16", "--bootstrap", "0")
+    result = invoke("gni", "run", standard_checkpoint, *fast, "--quiet", "-o", out)
+    assert result.exit_code == 0, result.output
+    recorded = load_gni(out).normalization
+    assert recorded == load_mnist("train", normalize="standard").normalization
