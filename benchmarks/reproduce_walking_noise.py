@@ -1,192 +1,170 @@
-"""Reproduce Walking Noise's qualitative findings on bundled MNIST (LeNet-5 and the 3×64 MLP).
+"""Reproduce Walking Noise's findings on bundled MNIST (LeNet-5 and the 3×64 MLP), with intervals.
 
-(a) eval-only midpoint σ per layer; (b) training under noise raises each layer's midpoint;
-(c) additive noisy training grows weight magnitudes (growth > 1), which clamping prevents;
-(d) multiplicative noisy training lowers weight kurtosis towards 1 and brings the binarized
-model's accuracy closer to the full model's.
+(a) layers differ: eval-phase midpoint σ per layer, 95% interval over independently trained
+    seeds; (b) training under the noise raises the midpoint (paired over seeds); (c) additive
+    noisy training grows the weights, and clamping (±1 as the authors, and at the clean
+    max|w|) limits it; (d) multiplicative noisy training: robustness at large σ and
+    self-binarization at the noisy point. Combined noise (ratios 0.1, 0.5, 0.9), global noise
+    and BatchNorm models are run too. Conditions follow the authors' code
+    (UniHD-CEG/walking-noise); docs/reproduction.md lists where they differ.
 
-    python benchmarks/reproduce_walking_noise.py --quick   # < 10 minutes on 2 CPU cores
-    python benchmarks/reproduce_walking_noise.py           # more layers, σ and repeats
-    python benchmarks/reproduce_walking_noise.py --quick --replot   # figures from the files
+    python benchmarks/reproduce_walking_noise.py --quick   # a few minutes on 2 CPU cores
+    python benchmarks/reproduce_walking_noise.py           # the full profile (~40 min)
+    python benchmarks/reproduce_walking_noise.py --quick --replot   # figures from the JSON
 
-Writes figures and ``reproduction_{quick,full}.json`` (every number quoted in
-docs/reproduction.md) to ``--out`` (default ``docs/figures``) and the results files to
-``--results``.
+Writes ``reproduction_{quick,full}.json`` (every number quoted in docs/reproduction.md) and
+the figures ``reproduction_{quick,full}_*.png`` to ``--out`` (default ``docs/figures``); the
+results files go to ``--results``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import shutil
+import subprocess
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-import walknoise
-from walknoise.data import resolve_data
-from walknoise.models import build_model
-from walknoise.training import TrainConfig, seeded_init, train_model
-from walknoise.walk import plots, weight_plots
-
-QUICK = {
-    "name": "quick",
-    "epochs": {"lenet5": 4, "mlp": 10},
-    "repeats": 2,
-    "sigmas": "log:1e-1:1e3:5",
-    "mult": "log:1e-1:1e1:3",
-    "layers": {"lenet5": ["conv1", "act2", "fc2"], "mlp": ["fc1", "act2", "fc4"]},
-}
-FULL = {
-    "name": "full",
-    "epochs": {"lenet5": 8, "mlp": 10},
-    "repeats": 2,
-    "sigmas": "log:1e-1:1e3:9",
-    "mult": "log:1e-1:1e1:5",
-    "layers": {"lenet5": None, "mlp": None},
-}
+import _repro_figures as figures
+import _repro_stats as st
+from _repro_jobs import ARCHS, PROFILES, RATIOS, Job, Profile, jobs, run_job
 
 
-def clean_model(arch: str, epochs: int) -> Any:
-    train, test = resolve_data("mnist:train"), resolve_data("mnist:test")
-    with seeded_init(0):
-        model = build_model(arch)
-    metrics = train_model(
-        model,
-        train.x,
-        train.y,
-        TrainConfig(epochs=epochs),
-        x_test=test.x,
-        y_test=test.y,
-        progress=False,
-    )
-    return model, float(metrics["test_accuracy"])
+def run_all(profile: Profile, results: Path, workers: int) -> dict[str, Any]:
+    """Every job of the profile in ``workers`` processes; their outcomes by job name."""
+    todo = jobs(profile)
+    done: dict[str, Any] = {}
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(run_job, profile, job, results): job for job in todo}
+        for i, future in enumerate(as_completed(futures), 1):
+            job = futures[future]
+            try:
+                done[job.name] = future.result()
+            except Exception as exc:  # one failed job leaves the others' findings standing
+                print(f"[{i}/{len(todo)}] {job.name} failed: {exc!r}", flush=True)
+                continue
+            print(f"[{i}/{len(todo)}] {job.name}: {done[job.name]['seconds']} s", flush=True)
+    return done
 
 
-def study(
-    arch: str, cfg: dict[str, Any], out: Path, results: Path, overwrite: bool
-) -> dict[str, Any]:
-    mode = cfg["name"]
-    epochs = cfg["epochs"][arch]
-    model, acc = clean_model(arch, epochs)
-    common = {
-        "repeats": cfg["repeats"],
-        "layers": cfg["layers"][arch],
-        "progress": False,
-        "include_global": False,
-        "train": {"epochs": epochs},
-        "phase": "both",
-    }
-    start = time.perf_counter()
-    common["overwrite"] = overwrite  # else an interrupted run resumes where it stopped
-
-    def run(kind: str, noise: str, sigmas: str, **extra: Any) -> walknoise.Result:
-        path = results / f"{mode}_{arch}_{kind}.h5"
-        options = {**common, **extra}
-        return walknoise.scan(model, "mnist", noise=noise, sigmas=sigmas, output=path, **options)
-
-    add = run("additive", "additive", cfg["sigmas"])
-    clamp = float(max(add.dataset["clean_weight_max_abs"].max(), 1e-3))
-    clamped = run("clamped", "additive", cfg["sigmas"], clamp=clamp, phase="train")
-    mult = run("multiplicative", "multiplicative", cfg["mult"])
-    seconds = time.perf_counter() - start
-    draw(f"{mode}_{arch}", out, add, clamped, mult)
-    return {
-        "clean_test_accuracy": acc,
-        "seconds": seconds,
-        "clamp": clamp,
-        "additive": findings(add),
-        "clamped": findings(clamped),
-        "multiplicative": findings(mult),
-    }
+def outcome(profile: Profile, results: Path, job: Job) -> dict[str, Any]:
+    return dict(json.loads((results / f"{profile.name}_{job.name}.json").read_text()))
 
 
-def draw(prefix: str, out: Path, *results: walknoise.Result) -> None:
-    """The figures of one architecture from its additive, clamped and multiplicative scans."""
-    add, clamped, mult = results
-    for name, fig in [
-        ("additive_eval_heatmap", plots.heatmap(add)),
-        ("additive_train_heatmap", plots.heatmap(add.for_phase("train"))),
-        ("additive_weights", weight_plots.weights(add)),
-        ("clamped_weights", weight_plots.weights(clamped)),
-        ("multiplicative_weights", weight_plots.weights(mult)),
-    ]:
-        plots.save_figure(fig, out / f"reproduction_{prefix}_{name}.png")
+def arch_report(profile: Profile, results: Path, arch: str) -> dict[str, Any]:
+    """Every finding of one architecture from the results files of its finished jobs; a
+    section whose jobs did not finish is None and its jobs are listed under ``missing``."""
+    p = profile.name
+    missing: list[str] = []
 
+    def ready(*jobs: Job) -> bool:
+        gone = [j.name for j in jobs if not (results / f"{p}_{j.name}.json").exists()]
+        missing.extend(gone)
+        return not gone
 
-def findings(result: walknoise.Result) -> dict[str, Any]:
-    ds = result.dataset
-    out: dict[str, Any] = {"layers": list(result.layers), "sigmas": result.sigmas.tolist()}
-    if "eval" in result.phases:
-        out["eval_midpoint"] = _clean(ds["midpoint"].values)
-    out["train_midpoint"] = _clean(ds["trained_midpoint"].values)
-    over = ["repeat", "param_layer"]
-    out["growth_l2"] = np.exp(np.log(ds["growth_l2"]).mean(over)).round(3).values.tolist()
-    # the growth of the layer whose output the noise hits (or that feeds the noisy point)
-    owner = json.loads(ds.attrs["param_layer_of"])
-    own = [owner.get(layer) for layer in result.layers]
-    out["own_param_layer"] = own
-    for stat in ("growth_l2", "growth_max_abs", "weight_kurtosis"):
-        out[f"own_{stat}"] = [
-            None if p is None else own_stat(ds, stat, lay, p)
-            for lay, p in zip(result.layers, own, strict=True)
-        ]
-    out["clean_own_kurtosis"] = [
-        None
-        if p is None
-        else round(float(ds["clean_weight_kurtosis"].sel(param_layer=p).mean()), 3)
-        for p in own
-    ]
-    out["kurtosis"] = ds["weight_kurtosis"].mean(over).round(3).values.tolist()
-    out["clean_kurtosis"] = round(float(ds["clean_weight_kurtosis"].mean()), 3)
-    out["trained_accuracy"] = ds["trained_accuracy"].mean("repeat").round(4).values.tolist()
-    out["binarized_accuracy"] = ds["binarized_accuracy"].mean("repeat").round(4).values.tolist()
-    out["clean_model_accuracy"] = round(float(ds["clean_model_accuracy"].mean()), 4)
+    def file(job: Job, suffix: str = "") -> Path:
+        return results / f"{p}_{job.name}{suffix}.h5"
+
+    def evals(kind: str, bn: bool = False) -> list[Path] | None:
+        jobs = [Job("bn_eval" if bn else "eval", arch, {"seed": s}) for s in range(profile.seeds)]
+        return [file(j, f"_{kind}") for j in jobs] if ready(*jobs) else None
+
+    def section(fn: Any, *args: Any) -> Any:
+        return None if any(a is None for a in args) else fn(*args)
+
+    free_job, mult_job = (Job("train", arch, {"noise": n}) for n in ("additive", "multiplicative"))
+    free = file(free_job) if ready(free_job) else None
+    mult = file(mult_job) if ready(mult_job) else None
+    out: dict[str, Any] = {"a": section(st.eval_midpoints, evals("additive"))}
+    out["a_multiplicative"] = section(st.eval_midpoints, evals("multiplicative"))
+    out["a_combined"] = {str(r): section(st.eval_midpoints, evals(f"combined{r}")) for r in RATIOS}
+    out["a_batchnorm"] = section(st.eval_midpoints, evals("additive", bn=True))
+    out["b"] = section(st.compare_b, out["a"], free)
+    out["c"] = {"free": section(st.growth, free)}
+    for at in ("1", "max"):
+        job = Job("clamp", arch, {"at": at})
+        if ready(job):
+            clamp = outcome(profile, results, job)["clamp"]
+            out["c"][f"clamp{at}"] = st.growth(file(job), clamp)
+            out["c"][f"effect_clamp{at}"] = section(st.clamp_effect, free, file(job))
+    out["d"] = section(st.selfbin, mult)
+    if out["d"] is not None:
+        out["d"]["midpoints"] = section(st.compare_b, out["a_multiplicative"], mult)
+    out["combined"] = {}
+    for r in RATIOS:
+        job = Job("combined", arch, {"ratio": r})
+        out["combined"][str(r)] = st.plain_train(file(job)) if ready(job) else None
+    bn = Job("bn_train", arch)
+    out["batchnorm"] = st.plain_train(file(bn)) if ready(bn) else None
+    out["global"] = {}
+    for kind in ("additive", "multiplicative"):
+        job = Job("global", arch, {"noise": kind})
+        path = results / f"{p}_{job.name}.json"
+        out["global"][kind] = st.global_train(path) if ready(job) else None
+    out["missing"] = sorted(set(missing))
     return out
 
 
-def own_stat(ds: Any, stat: str, layer: str, param: str) -> list[float | None]:
-    """Repeat mean of one layer's statistic per σ (geometric for growth ratios)."""
-    values = ds[stat].sel(layer=layer, param_layer=param)
-    if stat.startswith("growth"):
-        return _clean(np.exp(np.log(values).mean("repeat").values))
-    return _clean(values.mean("repeat").values)
+def provenance() -> dict[str, str]:
+    """Which walknoise computed the files: its path and the repository's commit (a copy made
+    by ``git archive`` names its commit in a ``COMMIT`` file beside the package)."""
+    import walknoise
 
-
-def _clean(values: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else round(float(v), 4) for v in values]
+    path = Path(walknoise.__file__).parent
+    git = ["git", "-C", str(path), "rev-parse", "HEAD"]
+    commit = subprocess.run(git, capture_output=True, text=True).stdout.strip()
+    stamp = path.parent / "COMMIT"
+    if not commit and stamp.exists():
+        commit = stamp.read_text().strip()
+    return {"path": str(path), "commit": commit or "unknown"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small profile")
     parser.add_argument("--out", type=Path, default=Path("docs/figures"))
     parser.add_argument("--results", type=Path, default=Path("reproduction-results"))
-    parser.add_argument("--replot", action="store_true", help="redraw from --results only")
+    parser.add_argument("--replot", action="store_true", help="figures from the JSON only")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (1 thread each)")
     parser.add_argument("--overwrite", action="store_true", help="start over, not resume")
+    parser.add_argument(
+        "--no-run", action="store_true", help="report the finished jobs only (run none)"
+    )
     args = parser.parse_args()
-    cfg = QUICK if args.quick else FULL
+    profile = PROFILES["quick" if args.quick else "full"]
+    report_path = args.out / f"reproduction_{profile.name}.json"
     args.out.mkdir(parents=True, exist_ok=True)
     if args.replot:
-        for arch in ("lenet5", "mlp"):
-            prefix = f"{cfg['name']}_{arch}"
-            kinds = ("additive", "clamped", "multiplicative")
-            draw(
-                prefix,
-                args.out,
-                *(walknoise.load(args.results / f"{prefix}_{k}.h5") for k in kinds),
-            )
+        figures.draw_all(json.loads(report_path.read_text()), args.out, profile.name)
         return
+    if args.overwrite and args.results.exists():
+        shutil.rmtree(args.results)
     args.results.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    report = {
-        arch: study(arch, cfg, args.out, args.results, args.overwrite) for arch in ("lenet5", "mlp")
+    if not args.no_run:
+        run_all(profile, args.results, args.jobs)
+    report: dict[str, Any] = {
+        "profile": asdict(profile),
+        "command": "python benchmarks/reproduce_walking_noise.py"
+        + (" --quick" if args.quick else ""),
+        "wall_seconds": None if args.no_run else round(time.perf_counter() - start),
+        "walknoise": provenance(),
+        "job_seconds": {
+            job.name: outcome(profile, args.results, job)["seconds"]
+            for job in jobs(profile)
+            if (args.results / f"{profile.name}_{job.name}.json").exists()
+        },
     }
-    report["mode"] = "quick" if args.quick else "full"
-    report["total_seconds"] = time.perf_counter() - start
-    (args.out / f"reproduction_{report['mode']}.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    report |= {arch: arch_report(profile, args.results, arch) for arch in ARCHS}
+    report_path.write_text(json.dumps(report, indent=1))
+    figures.draw_all(report, args.out, profile.name)
+    print(f"wrote {report_path} in {report['wall_seconds']} s")
 
 
 if __name__ == "__main__":
