@@ -304,7 +304,7 @@ def main() -> None:
     args.epochs = 1 if quick else 5
     args.draws = 10 if quick else 100
     args.batches = 2 if quick else 10
-    args.bootstrap = 20 if quick else 200
+    args.bootstrap = 20 if quick else 100
     args.sigmas = [0.1, 0.3] if quick else [0.03, 0.1, 0.3, 1.0]
     args.seeds = 1 if quick else 3
     args.draws_marginal = (4,) if quick else (4, 16)

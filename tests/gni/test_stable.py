@@ -37,7 +37,7 @@ def test_sign_of_beta_follows_the_heavy_tail() -> None:
 def test_bootstrap_interval_covers_the_truth_and_shrinks_with_groups() -> None:
     rng = np.random.default_rng(3)
     x = stats.levy_stable.rvs(1.5, 0.3, size=(20, 5000), random_state=rng)
-    fit = fit_stable_groups(list(x), rng, replicates=100)
+    fit = fit_stable_groups(list(x), rng, replicates=100, max_points=x.size)
     assert fit.alpha_low <= fit.alpha <= fit.alpha_high
     assert fit.beta_low <= fit.beta <= fit.beta_high
     assert fit.alpha_low < 1.5 < fit.alpha_high and fit.beta_low < 0.3 < fit.beta_high
@@ -46,7 +46,9 @@ def test_bootstrap_interval_covers_the_truth_and_shrinks_with_groups() -> None:
     assert 0.005 < fit.alpha_high - fit.alpha_low < 0.2
     # the same values in 4 groups: a wider spread of the group-level resampling is not
     # guaranteed, but the point estimate must not depend on the grouping
-    four = fit_stable_groups(list(x.reshape(4, -1)), np.random.default_rng(0), replicates=50)
+    four = fit_stable_groups(
+        list(x.reshape(4, -1)), np.random.default_rng(0), replicates=50, max_points=x.size
+    )
     assert four.alpha == pytest.approx(fit.alpha) and four.beta == pytest.approx(fit.beta)
 
 

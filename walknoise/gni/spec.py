@@ -54,7 +54,7 @@ class GNISpec:
     """Entries kept per parameter tensor (a fixed random subset), to bound memory."""
     loss: str = "cross_entropy"
     seed: int = 0
-    bootstrap: int = 200
+    bootstrap: int = 100
     """Bootstrap replicates for the intervals on the stable fit's α and β (resampling
     batches; with one batch, its draws); 0 skips the intervals."""
     device: DeviceName | str = "cpu"
