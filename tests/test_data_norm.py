@@ -152,3 +152,21 @@ def test_gni_and_nin_files_record_the_setting(tmp_path: Path) -> None:
     assert nin.normalization is not None
     assert nin.normalization.mean == pytest.approx(float(x[:150].double().mean()), rel=1e-12)
     assert nin.normalization.source == "tr"  # the training data's statistics, not the test's
+
+
+def test_train_under_noise_trains_on_the_scaled_inputs() -> None:
+    from tests.conftest import learnable_data, tiny_mlp
+    from walknoise.training import TrainConfig
+    from walknoise.walk.trainphase import train_under_noise
+
+    x, y = learnable_data(128)
+    x = x.abs()
+    config = TrainConfig(epochs=1, batch_size=32)
+    scaled = train_under_noise(tiny_mlp, (x, y), config=config, normalize="pm1")
+    by_hand = train_under_noise(tiny_mlp, ((x - 0.5) / 0.5, y), config=config)
+    raw = train_under_noise(tiny_mlp, (x, y), config=config)
+    for a, b in zip(scaled.parameters(), by_hand.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same inputs, the same steps
+    assert not all(
+        torch.equal(a, c) for a, c in zip(scaled.parameters(), raw.parameters(), strict=True)
+    )

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from walknoise.data import TensorData, resolve_data
+from walknoise.data import Normalization, TensorData, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import Fanout, cell_seed, hooks, make_generator
@@ -78,6 +78,7 @@ def train_under_noise(
     scales: Sequence[float] | None = None,
     progress: bool = False,
     device: Device = "cpu",
+    normalize: str | Normalization = "none",
 ) -> nn.Module:
     """Train a fresh model (``seed``) with noise at ``layer`` (one name, several, or none).
 
@@ -85,6 +86,7 @@ def train_under_noise(
     ``sigma=0``) it trains the clean model. ``model_or_arch`` is a zoo name, a factory or a
     module whose architecture is reused (the module itself is not trained). ``clamp``
     bounds every weight to [-clamp, clamp] after each step (the growth control).
+    ``normalize`` rescales ``data`` (``"none"``: MNIST in [0, 1]; ``"pm1"``; ``"standard"``).
     To train a zoo model into a checkpoint file, see :func:`walknoise.train_checkpoint`.
     """
     from walknoise.models import build_model
@@ -92,7 +94,7 @@ def train_under_noise(
     template: Template = (
         (lambda: build_model(model_or_arch)) if isinstance(model_or_arch, str) else model_or_arch
     )
-    td = resolve_data(data)
+    td = resolve_data(data, normalize=normalize)
     dev = resolve_device(device)  # "auto" and "cuda" mean the same here as in scan()
     model = fresh(template, seed)
     layers = (
