@@ -65,10 +65,11 @@ def test_phase_diagram_draws_the_predicted_boundary(probed: ProbeResult) -> None
     eta = np.asarray(solid.get_xdata(), dtype=float)
     np.testing.assert_allclose(solid.get_ydata(), np.sqrt(2 / (eta * lam0)), rtol=1e-12)
     assert "λ₀" in str(solid.get_label())
-    # Each cell names η σ_ε² λ₀ (2 significant digits) under its phase.
+    # Each cell names η σ_ε² λ at the start and at its largest (2 significant digits).
     first = ax.texts[0].get_text().split("\n")[-1]
     sigma, lr = float(ds["sigma_eps"][0]), float(ds["lr"][0])
-    assert first.endswith(f"ησ²λ₀ {lr * sigma**2 * lam0:.2g}")
+    top = float(np.median(probed.stability()["eta_sigma2_lambda_max"].values[0, 0]))
+    assert first.endswith(f"ησ²λ {lr * sigma**2 * lam0:.2g} → {top:.2g}")
 
 
 def test_trajectories_one_panel_per_lr(probed: ProbeResult, tmp_path: Path) -> None:

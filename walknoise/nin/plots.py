@@ -122,7 +122,8 @@ def _norms(ds: xr.Dataset, nin: str | None) -> np.ndarray:
 
 def phase_diagram(result: object) -> Figure:
     """σ_ε × learning rate on log axes, each cell coloured by its most common phase over seeds
-    and labelled with η σ_ε² λ₀ (median over seeds); the black lines are the linear picture's
+    and labelled with η σ_ε² λ at the start → at its largest along the run (medians over
+    seeds); the black lines are the linear picture's
     boundary η σ_ε² λ = 2, for λ₀ at initialisation (solid) and for λ of the trained run
     without NINs at each learning rate (dashed). λ is the largest over the NINs."""
     ds = _probe(result)
@@ -145,12 +146,13 @@ def phase_diagram(result: object) -> Figure:
     # The boundary is SGD's (w ↦ (1 - η σ_ε² H) w); Adam rescales every step, so none is drawn.
     sgd = ds.attrs.get("optimizer", "sgd") == "sgd"
     predicted = median_over_seeds(stability["eta_sigma2_lambda_start"].values)
+    largest = median_over_seeds(stability["eta_sigma2_lambda_max"].values)
     n_seeds = codes.shape[2]
     for i, sigma in enumerate(sigmas):
         for j, lr in enumerate(lrs):
             notes = [f"{agree[i, j]}/{n_seeds} seeds"] if agree[i, j] < n_seeds else []
             if sgd and math.isfinite(predicted[i, j]):
-                notes.append(f"ησ²λ₀ {predicted[i, j]:.2g}")
+                notes.append(f"ησ²λ {predicted[i, j]:.2g} → {largest[i, j]:.2g}")
             text = "\n".join([PHASES[majority[i, j]], ", ".join(notes)]).strip()
             ax.text(lr, sigma, text, ha="center", va="center", fontsize="small", color="white")
     ax.set_xlim(x_edges[0], x_edges[-1])
@@ -168,7 +170,10 @@ def phase_diagram(result: object) -> Figure:
         handles=handles, loc="outside lower center", ncols=2, frameon=False, fontsize="small"
     )
     nins = ", ".join(str(n) for n in ds["nin"].values)
-    ax.set_title(f"NIN phases ({ds.attrs.get('arch', '')}, NINs at {nins})", fontsize="medium")
+    title = f"NIN phases ({ds.attrs.get('arch', '')}, NINs at {nins})"
+    if sgd:
+        title += "\ncells: η σ_ε² λ at the start → its largest along the run"
+    ax.set_title(title, fontsize="medium")
     return fig
 
 
