@@ -69,7 +69,15 @@ from .options import (
     default=0.05,
     show_default=True,
     type=float,
-    help="Midpoint search: relative tolerance in σ.",
+    help="Midpoint precision: each midpoint is pinned between two evaluated σ at most "
+    "1+rtol apart (by the refinement, or --midpoint-search).",
+)
+@click.option(
+    "--refine/--no-refine",
+    default=True,
+    show_default=True,
+    help="Eval phase: evaluate extra σ inside the grid interval holding each midpoint until "
+    "it is within --rtol; --no-refine reports the grid bracket [a, b] instead.",
 )
 @click.option("--relative", is_flag=True, help="Scale σ by each point's clean output std.")
 @click.option(
@@ -105,6 +113,7 @@ def scan(
     no_global: bool,
     midpoint_search: bool,
     rtol: float,
+    refine: bool,
     relative: bool,
     output_key: str | None,
     seed: int,
@@ -134,6 +143,7 @@ def scan(
         include_global=not no_global,
         midpoint_search=midpoint_search,
         rtol=rtol,
+        refine=refine,
         relative=relative,
         output_key=_index_or_key(output_key),
         seed=seed,

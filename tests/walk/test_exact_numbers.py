@@ -70,14 +70,15 @@ def test_one_repeat_has_no_interval() -> None:
     assert math.isfinite(mid.value) and math.isnan(mid.low) and math.isnan(mid.high)
 
 
-def test_an_infinite_loss_from_finite_logits_is_left_out() -> None:
-    # float32 log-softmax of (3e38, -3e38) overflows to -inf: the logits are finite, the loss not
+def test_finite_logits_keep_a_finite_loss_in_float64() -> None:
+    # float32 log-softmax of (3e38, -3e38) overflows to -inf; in float64 the loss of the
+    # wrong class is the logit gap, 6e38: the row is finite, scored and in the loss
     logits = torch.tensor([[[2.0, 0.0], [3e38, -3e38], [0.0, 1.0]]])
     y = torch.tensor([0, 1, 1])
     correct, loss_sum, finite = score(logits, y)
     expected = -torch.log_softmax(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), 1)[[0, 1], [0, 1]]
-    assert correct.tolist() == [2] and finite.tolist() == [2]
-    assert loss_sum.item() == pytest.approx(expected.sum().item(), rel=1e-6)
+    assert correct.tolist() == [2] and finite.tolist() == [3]
+    assert loss_sum.item() == pytest.approx(6e38 + expected.sum().item(), rel=1e-6)
 
 
 def test_batch_stats_average_the_finite_rows() -> None:

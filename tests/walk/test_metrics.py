@@ -11,8 +11,10 @@ from walknoise.walk.metrics import (
     NOT_REACHED,
     REACHED,
     BatchStats,
+    bracket,
     layer_midpoint,
     midpoint,
+    nonmonotone,
     score,
 )
 
@@ -94,3 +96,42 @@ def test_score_every_row_overflowed_gives_zero_accuracy_and_no_loss() -> None:
     assert stats.accuracy().tolist() == [0.0]
     assert stats.nonfinite_fraction().tolist() == [1.0]
     assert math.isnan(stats.mean_loss()[0])
+
+
+# (sigma, repeat) curves with clean 0.9, chance 0.1: threshold 0.5, range 0.8
+FALLS = [[0.9, 0.9], [0.6, 0.6], [0.3, 0.3], [0.12, 0.1]]
+
+
+@pytest.mark.parametrize(
+    ("tail", "flagged"),
+    [
+        ([[0.11, 0.11], [0.1, 0.12]], False),  # wobbles at chance: no rise
+        ([[0.3, 0.3], [0.55, 0.55]], True),  # rises by 0.44 and crosses the threshold again
+        ([[0.2, 0.3], [0.26, 0.3]], True),  # 0.17 above the low, spreads 0.1 and 0.04
+        ([[0.1, 0.4], [0.1, 0.12]], False),  # mean 0.25 but a spread of 0.3: within the spread
+    ],
+)
+def test_nonmonotone_needs_a_rise_beyond_the_repeat_spread(tail, flagged) -> None:  # type: ignore[no-untyped-def]
+    acc = np.array(FALLS + tail)
+    assert nonmonotone(acc, 0.9, 0.1) is flagged
+    assert layer_midpoint(np.logspace(-2, 3, 6), acc, 0.9, 0.1).nonmonotone is flagged
+
+
+@pytest.mark.parametrize(("last", "flagged"), [(0.125, False), (0.13, True)])
+def test_one_repeat_rises_only_past_the_floor(last: float, flagged: bool) -> None:
+    # no spread with one repeat: the floor is 2% of clean - chance = 0.016 above the low 0.11
+    acc = np.array([[0.9], [0.6], [0.3], [0.11], [0.12], [last]])
+    assert nonmonotone(acc, 0.9, 0.1) is flagged
+
+
+def test_a_rise_before_the_crossing_is_not_flagged() -> None:
+    # up and down above the threshold, then down to chance: the midpoint is unambiguous
+    acc = np.array([[0.9, 0.9], [0.7, 0.7], [0.85, 0.85], [0.3, 0.3], [0.1, 0.1]])
+    assert not nonmonotone(acc, 0.9, 0.1)
+
+
+def test_bracket_is_the_pair_of_grid_points_interpolated_between() -> None:
+    # the crossing of [0.9, 0.9, 0.7, 0.2, 0.1] at threshold 0.5 is between σ = 1 and 10
+    assert bracket(SIGMAS, np.array([0.9, 0.9, 0.7, 0.2, 0.1]), 0.9, 0.1) == (1.0, 10.0)
+    assert all(math.isnan(v) for v in bracket(SIGMAS, np.array([0.4] * 5), 0.9, 0.1))
+    assert all(math.isnan(v) for v in bracket(SIGMAS, np.array([0.9] * 5), 0.9, 0.1))

@@ -22,11 +22,12 @@ from walknoise.devices import resolve_device
 from walknoise.noise.kinds import make_noise
 from walknoise.walk.guard import model_errors
 from walknoise.walk.layout import fast_layout
-from walknoise.walk.metrics import BatchStats, layer_midpoint
+from walknoise.walk.metrics import BatchStats, Midpoint, layer_midpoint
 from walknoise.walk.plan import Plan, widest_after
+from walknoise.walk.refine import Curve, midpoint_values, refine, visit_values
 from walknoise.walk.runner import LayerRunner
 from walknoise.walk.schema import MAX_VISITS
-from walknoise.walk.search import find_midpoint
+from walknoise.walk.search import Probe, find_midpoint
 from walknoise.walk.trainphase import TrainPhase
 from walknoise.walk.weights import weight_hists, weight_stats
 
@@ -124,12 +125,11 @@ def _eval_layer(
         return _search_layer(model, plan, layer)
     acc, loss, nonfin = (np.full((len(spec.sigmas), spec.repeats), np.nan) for _ in range(3))
     clean = plan.clean.accuracy
-    for r in range(spec.repeats):
-        net = (
-            model
-            if trainer is None
-            else fast_layout(trainer.clean_model(r).to(plan.device), plan.x)
-        )
+    nets = [
+        model if trainer is None else fast_layout(trainer.clean_model(r).to(plan.device), plan.x)
+        for r in range(spec.repeats)
+    ]
+    for r, net in enumerate(nets):
         runner = _runner(net, plan, progress=progress)
         stats: BatchStats = runner.run_repeat(
             layer, plan.points_of(layer), plan.scales_of(layer), spec.seed, r
@@ -138,33 +138,49 @@ def _eval_layer(
         nonfin[:, r] = stats.nonfinite_fraction()
     if trainer is not None:
         clean = float(np.mean(_clean_accuracies(plan, trainer)))
-    mid = _midpoint(plan, acc, clean)
+    curve = Curve(np.asarray(spec.sigmas), acc)
+    if spec.refine:  # the midpoint to rtol, with extra σ inside its grid interval
+        chance = 1.0 / plan.clean.num_classes
+        curve = refine(curve.sigmas, acc, clean, chance, _probe(plan, layer, nets), rtol=spec.rtol)
+    mid = _midpoint(plan, curve.accuracy, clean, curve.sigmas)
     return {
         "accuracy": acc,
         "accuracy_drop": clean - acc,
         "loss": loss,
         "nonfinite_fraction": nonfin,
-        "midpoint": mid.value,
-        "midpoint_status": mid.status,
-        "midpoint_low": mid.low,
-        "midpoint_high": mid.high,
+        **midpoint_values(mid),
         "midpoint_per_repeat": mid.per_repeat,
+        **(visit_values(curve.visits, spec.repeats) if spec.refine else {}),
         "layer_scale": plan.scales.get(layer, float("nan")),
     }
 
 
-def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
-    """The midpoint by adaptive search: only the σ values it visits are evaluated."""
+def _probe(plan: Plan, layer: str, nets: Sequence[nn.Module]) -> Probe:
+    """Accuracy of each repeat at one σ, with the grid's draws; repeat r runs on ``nets[r]``."""
     spec, points, scales = plan.spec, plan.points_of(layer), plan.scales_of(layer)
 
     def probe(sigma: float) -> np.ndarray:
-        # the repeats go through together, as the σ copies of a grid do
-        return _runner(model, plan, (sigma,)).run_repeats(
-            layer, points, scales, spec.seed, spec.repeats
+        if all(net is nets[0] for net in nets):  # one model: the repeats stacked as copies
+            return _runner(nets[0], plan, (sigma,)).run_repeats(
+                layer, points, scales, spec.seed, spec.repeats
+            )
+        return np.array(
+            [
+                _runner(net, plan, (sigma,))
+                .run_repeat(layer, points, scales, spec.seed, r)
+                .accuracy()[0]
+                for r, net in enumerate(nets)
+            ]
         )
 
+    return probe
+
+
+def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
+    """The midpoint by adaptive search: only the σ values it visits are evaluated."""
+    spec = plan.spec
     found = find_midpoint(
-        probe,
+        _probe(plan, layer, [model] * spec.repeats),
         min(spec.sigmas),
         max(spec.sigmas),
         plan.clean.accuracy,
@@ -172,16 +188,12 @@ def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
         rtol=spec.rtol,
         max_evals=MAX_VISITS,
     )
-    sigmas = np.full(MAX_VISITS, np.nan)
-    acc = np.full((MAX_VISITS, spec.repeats), np.nan)
-    sigmas[: len(found.sigmas)] = found.sigmas
-    acc[: len(found.accuracy)] = found.accuracy
     return {
         "midpoint": found.value,
         "midpoint_status": found.status,
-        "search_sigma": sigmas,
-        "search_accuracy": acc,
-        "search_visits": len(found.sigmas),
+        "midpoint_bracket_low": found.low,
+        "midpoint_bracket_high": found.high,
+        **visit_values(found, spec.repeats),
         "layer_scale": plan.scales.get(layer, float("nan")),
     }
 
@@ -205,9 +217,12 @@ def _runner(
     )
 
 
-def _midpoint(plan: Plan, acc: np.ndarray, clean: float) -> Any:
+def _midpoint(
+    plan: Plan, acc: np.ndarray, clean: float, sigmas: np.ndarray | None = None
+) -> Midpoint:
     chance = 1.0 / plan.clean.num_classes
-    return layer_midpoint(np.asarray(plan.spec.sigmas), acc, clean, chance)
+    grid = np.asarray(plan.spec.sigmas) if sigmas is None else sigmas
+    return layer_midpoint(grid, acc, clean, chance)
 
 
 def _clean_accuracies(plan: Plan, trainer: TrainPhase) -> list[float]:
@@ -225,12 +240,7 @@ def _train_layer(
     clean = np.asarray(_clean_accuracies(plan, trainer))
     values["trained_accuracy_drop"] = clean[None, :] - values["trained_accuracy"]
     mid = _midpoint(plan, values["trained_accuracy"], float(clean.mean()))
-    values |= {
-        "trained_midpoint": mid.value,
-        "trained_midpoint_status": mid.status,
-        "trained_midpoint_low": mid.low,
-        "trained_midpoint_high": mid.high,
-    }
+    values |= midpoint_values(mid, "trained_")  # not refined: each σ is a training
     return values, _clean_reference(plan, trainer, clean)
 
 

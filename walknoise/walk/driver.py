@@ -63,6 +63,7 @@ def scan(
     normalize: str | Normalization = "none",
     midpoint_search: bool = False,
     rtol: float = 0.05,
+    refine: bool = True,
     extra: dict[str, object] | None = None,
     output_key: OutputKey = None,
     output: str | Path | None = None,
@@ -108,7 +109,10 @@ def scan(
             ``"mnist"``, else of ``data``); recorded in the results file.
         midpoint_search: Find each layer's midpoint by an adaptive search in
             [σ_min, σ_max] instead of evaluating the whole grid (eval phase only).
-        rtol: Midpoint search: relative tolerance in σ, in (0, 1).
+        rtol: Midpoint precision, in (0, 1): each midpoint is pinned between two evaluated
+            σ at most ``1 + rtol`` apart (by ``refine`` or the search).
+        refine: Eval phase: evaluate extra σ inside the grid interval that holds each
+            midpoint until it is within ``rtol``; ``False`` reports the grid bracket.
         extra: Free-form context recorded with the config in the results file.
         output_key: Where the logits are when the model returns more than a tensor: an
             index (``0`` for ``(logits, h)``), a key (``"logits"`` for a dict) or a
@@ -149,6 +153,7 @@ def scan(
         train_data=train_data,
         midpoint_search=midpoint_search,
         rtol=rtol,
+        refine=refine,
         extra=extra or {},
         output_key=output_key,
     )

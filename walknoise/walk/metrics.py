@@ -89,6 +89,48 @@ def midpoint(
     return float(np.exp(lo + t * (hi - lo))), REACHED
 
 
+def bracket(
+    sigmas: np.ndarray, accuracy: np.ndarray, clean: float, chance: float
+) -> tuple[float, float]:
+    """The two neighbouring σ of one mean-accuracy curve between which ``midpoint``
+    interpolates: the uncertainty of the midpoint from interpolation alone (NaN, NaN when
+    it is not reached or below the range)."""
+    acc = np.asarray(accuracy, dtype=float)
+    below = np.flatnonzero(acc <= chance + (clean - chance) / 2)
+    if np.isnan(acc).any() or below.size == 0 or below[0] == 0:
+        return float("nan"), float("nan")
+    return float(sigmas[below[0] - 1]), float(sigmas[below[0]])
+
+
+# A rise of the mean accuracy smaller than this fraction of (clean − chance) is not called
+# a rise even with one repeat (no spread to compare with): at chance a common-random-number
+# curve wobbles by a few samples, far less than 2% of the range.
+RISE_FLOOR = 0.02
+
+
+def nonmonotone(accuracy: np.ndarray, clean: float, chance: float) -> bool:
+    """Whether the repeat-mean curve rises again after falling to the midpoint threshold.
+
+    ``accuracy`` has shape ``(sigma, repeat)``. From the first σ at or below the threshold
+    on, a σ whose mean accuracy exceeds the lowest mean before it by more than the spread
+    (max − min over repeats) at both σ, and by more than ``RISE_FLOOR`` of the range, is a
+    rise: the curve then has more than one crossing, or a dip the midpoint hides.
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    mean, spread = acc.mean(axis=1), np.ptp(acc, axis=1)
+    below = np.flatnonzero(mean <= chance + (clean - chance) / 2)
+    if np.isnan(acc).any() or below.size == 0:
+        return False
+    low = int(below[0])  # index of the lowest mean so far
+    for j in range(low + 1, len(mean)):
+        if mean[j] < mean[low]:
+            low = j
+        rise = mean[j] - mean[low]
+        if rise > max(spread[j], spread[low], RISE_FLOOR * abs(clean - chance)):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Midpoint:
     """A layer's midpoint with its spread over repeats."""
@@ -98,6 +140,11 @@ class Midpoint:
     per_repeat: np.ndarray
     low: float
     high: float
+    bracket_low: float = float("nan")
+    """σ on either side of the crossing of the mean curve: ``value`` interpolates between."""
+    bracket_high: float = float("nan")
+    nonmonotone: bool = False
+    """The mean curve rises again after falling to the threshold (see :func:`nonmonotone`)."""
 
 
 def layer_midpoint(
@@ -109,19 +156,24 @@ def layer_midpoint(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> Midpoint:
-    """Midpoint of the repeat-mean curve, per-repeat midpoints and a bootstrap 95% interval.
+    """Midpoint of the repeat-mean curve, per-repeat midpoints, a bootstrap 95% interval,
+    the interpolation bracket and the non-monotone flag.
 
     ``accuracy`` has shape ``(sigma, repeat)``. The interval resamples repeats with
     replacement; resamples that never cross count as +inf, so an interval that reaches past
     the grid has ``high = nan``.
     """
-    value, status = midpoint(sigmas, accuracy.mean(axis=1), clean, chance)
+    mean = accuracy.mean(axis=1)
+    value, status = midpoint(sigmas, mean, clean, chance)
+    b_low, b_high = bracket(sigmas, mean, clean, chance)
+    flag = nonmonotone(accuracy, clean, chance)
     per_repeat = np.array(
         [midpoint(sigmas, accuracy[:, r], clean, chance)[0] for r in range(accuracy.shape[1])]
     )
     reps = accuracy.shape[1]
     if reps < 2:
-        return Midpoint(value, status, per_repeat, float("nan"), float("nan"))
+        nan = float("nan")
+        return Midpoint(value, status, per_repeat, nan, nan, b_low, b_high, flag)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, reps, size=(n_boot, reps))
     boots = np.array(
@@ -136,4 +188,7 @@ def layer_midpoint(
         per_repeat,
         low if np.isfinite(low) else float("nan"),
         high if np.isfinite(high) else float("nan"),
+        b_low,
+        b_high,
+        flag,
     )

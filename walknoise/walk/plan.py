@@ -23,7 +23,14 @@ from walknoise.noise.points import GLOBAL, INPUT, Point, select, survey
 from walknoise.walk import store
 from walknoise.walk.guard import model_errors
 from walknoise.walk.runner import Clean, clean_pass, entries
-from walknoise.walk.schema import HIST_BINS, MAX_VISITS, SEARCH_VARIABLES, TRAIN_VARIABLES
+from walknoise.walk.schema import (
+    HIST_BINS,
+    MAX_VISITS,
+    MIDPOINT_VARIABLES,
+    SEARCH_VARIABLES,
+    TRAIN_VARIABLES,
+    TRAINED_MIDPOINT_VARIABLES,
+)
 from walknoise.walk.spec import ScanSpec
 from walknoise.walk.weights import param_layers
 
@@ -199,9 +206,10 @@ def _types(model_points: Sequence[Point], axis: Sequence[str]) -> list[str]:
 
 def variable_names(plan: Plan) -> list[str]:
     names = list(store.VARIABLES)
+    names += list(MIDPOINT_VARIABLES)
     if plan.train_phase:
-        names += list(TRAIN_VARIABLES)
-    if plan.spec.midpoint_search:
+        names += list(TRAIN_VARIABLES) + list(TRAINED_MIDPOINT_VARIABLES)
+    if plan.spec.records_visits:
         names += list(SEARCH_VARIABLES)
     return names
 
@@ -216,7 +224,7 @@ def prepare(plan: Plan, path: Path | None, overwrite: bool) -> xr.Dataset:
     if plan.train_phase:
         coords |= {"param_layer": plan.params, "bin": list(range(HIST_BINS))}
         coords["test_sigma"] = [0.0, *plan.spec.sigmas]  # the train-σ × test-σ matrix
-    if plan.spec.midpoint_search:
+    if plan.spec.records_visits:
         coords["visit"] = list(range(MAX_VISITS))
     types = _types(plan.found, plan.axis)
     if path is not None and path.exists() and not overwrite:

@@ -12,8 +12,17 @@ import xarray as xr
 from walknoise.errors import WalknoiseError
 from walknoise.io.result import ResultBase
 from walknoise.walk import store
+from walknoise.walk.schema import MIDPOINT_VARIABLES, SEARCH_VARIABLES
 
 CELL_VARS = ("accuracy", "accuracy_drop", "loss", "nonfinite_fraction")
+MIDPOINT_NAMES = (
+    "midpoint",
+    "midpoint_status",
+    "midpoint_low",
+    "midpoint_high",
+    *MIDPOINT_VARIABLES,
+)
+DEFAULT_RTOL = 0.05
 
 
 class Result(ResultBase):
@@ -75,23 +84,54 @@ class Result(ResultBase):
             "accuracy",
             "accuracy_drop",
             "loss",
-            "midpoint",
-            "midpoint_status",
-            "midpoint_low",
-            "midpoint_high",
+            *MIDPOINT_NAMES,
             "layer_done",
         ):
-            ds[name] = ds["trained_" + name]
+            if "trained_" + name in ds:  # bracket and flag: absent from older files
+                ds[name] = ds["trained_" + name]
         # eval-only variables with no train-phase counterpart would read as this phase's
-        return Result(ds.drop_vars(["nonfinite_fraction", "midpoint_per_repeat"], errors="ignore"))
+        eval_only = ["nonfinite_fraction", "midpoint_per_repeat", *SEARCH_VARIABLES]
+        return Result(ds.drop_vars(eval_only, errors="ignore"))
+
+    @property
+    def rtol(self) -> float:
+        """The scan's midpoint precision (``rtol`` of its config; 0.05 if not recorded)."""
+        try:
+            return float(store.config_of(self.dataset.attrs).get("rtol", DEFAULT_RTOL))
+        except WalknoiseError:
+            return DEFAULT_RTOL
 
     def midpoints(self, phase: str | None = None) -> pd.DataFrame:
-        """One row per layer: midpoint σ, its status, bootstrap interval and module type.
+        """One row per layer: the midpoint σ, how precisely it is known, and its module type.
 
-        ``phase="train"`` gives the midpoints of the noise-trained models.
+        Columns:
+
+        * ``midpoint``: σ where the repeat-mean accuracy first falls halfway from clean to
+          chance, interpolated linearly in log σ between ``bracket_low`` and
+          ``bracket_high``, the two evaluated σ around the crossing; ``within_rtol`` says
+          whether they are at most ``1 + rtol`` apart. In the eval phase the refinement
+          evaluates extra σ inside the grid interval until they are; a train-phase midpoint
+          (each σ a training) or one of a scan without refinement is known only to its
+          bracket, and should be read as the bracket.
+        * ``reached``, ``status``: 1 reached, 0 not reached (> σ max), -1 at or below σ min.
+        * ``low``, ``high``: bootstrap 95% interval over the repeats. In the eval phase the
+          repeats are independent noise draws on one model; in the train phase
+          (``phase="train"``) each repeat is an independent training (seed + repeat) under
+          its own draws, so the interval covers training-to-training variation too.
+        * ``nonmonotone``: the mean accuracy rises again after the crossing by more than the
+          spread over repeats: the curve has another crossing or a dip the midpoint hides.
+        * ``type``, ``done``: module class of the point; whether the layer is computed.
         """
         ds = self.dataset
         pre = "trained_" if (phase or self.phases[0]) == "train" else ""
+        nan = np.full(len(self.layers), np.nan)
+        b_low = (
+            ds[pre + "midpoint_bracket_low"].values if pre + "midpoint_bracket_low" in ds else nan
+        )
+        b_high = (
+            ds[pre + "midpoint_bracket_high"].values if pre + "midpoint_bracket_high" in ds else nan
+        )
+        flag = pre + "midpoint_nonmonotone"
         return pd.DataFrame(
             {
                 "type": ds["layer_type"].values,
@@ -100,6 +140,10 @@ class Result(ResultBase):
                 "status": ds[pre + "midpoint_status"].values,
                 "low": ds[pre + "midpoint_low"].values,
                 "high": ds[pre + "midpoint_high"].values,
+                "bracket_low": b_low,
+                "bracket_high": b_high,
+                "within_rtol": b_high / b_low <= 1 + self.rtol * (1 + 1e-9),
+                "nonmonotone": ds[flag].values.astype(bool) if flag in ds else False,
                 "done": ds[pre + "layer_done"].values.astype(bool),
             },
             index=pd.Index(self.layers, name="layer"),

@@ -110,15 +110,42 @@ TRAIN_COORDS = {
     "test_sigma": ("noise level at test time (0, then the scan's sigma grid)", "1"),
 }
 
-# Adaptive midpoint search (``--midpoint-search``): the σ values each layer's search visited.
+# σ evaluated beyond the grid to pin each midpoint: by the adaptive search
+# (``--midpoint-search``, its whole path) or by the refinement of the grid interval that holds
+# the crossing (walknoise/walk/refine.py, only the σ inside it).
 MAX_VISITS = 12
 SEARCH_VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "search_sigma": (
         ("layer", "visit"),
-        "sigma evaluated by the midpoint search, in order",
+        "sigma evaluated by the midpoint search or refinement, in order",
         "sigma",
     ),
     "search_accuracy": (("layer", "visit", "repeat"), "accuracy at search_sigma", "1"),
-    "search_visits": (("layer",), "number of sigma values the search evaluated", "1"),
+    "search_visits": (("layer",), "number of sigma values evaluated beyond the grid", "1"),
 }
-SEARCH_COORDS = {"visit": ("evaluation of the midpoint search, in order", "1")}
+SEARCH_COORDS = {"visit": ("evaluation of the midpoint search or refinement, in order", "1")}
+
+# The precision of each midpoint: the two σ it interpolates between, and whether the curve
+# rises again (every scan; ``trained_`` ones with a train phase).
+MIDPOINT_VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "midpoint_bracket_low": (
+        ("layer",),
+        "largest sigma evaluated with mean accuracy above the midpoint threshold",
+        "sigma",
+    ),
+    "midpoint_bracket_high": (
+        ("layer",),
+        "next sigma evaluated, at or below the threshold: midpoint interpolates between",
+        "sigma",
+    ),
+    "midpoint_nonmonotone": (
+        ("layer",),
+        "1 when mean accuracy rises again by more than the repeat spread after the crossing",
+        "1",
+    ),
+}
+TRAINED_MIDPOINT_VARIABLES = {
+    "trained_" + name: (dims, long_name + " (noise-trained models)", units)
+    for name, (dims, long_name, units) in MIDPOINT_VARIABLES.items()
+}
+MIDPOINT_INT_VARS = {"midpoint_nonmonotone", "trained_midpoint_nonmonotone"}

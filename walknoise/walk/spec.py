@@ -66,7 +66,11 @@ class ScanSpec:
     """Find each layer's midpoint by an adaptive search in [σ_min, σ_max] instead of
     evaluating every σ of the grid (eval phase)."""
     rtol: float = 0.05
-    """Midpoint search: relative tolerance in σ."""
+    """Midpoint precision: each midpoint is pinned between two evaluated σ whose ratio is
+    at most ``1 + rtol`` (by the refinement, or the search's tolerance)."""
+    refine: bool = True
+    """Eval phase: after the grid, evaluate extra σ inside the grid interval that holds each
+    layer's midpoint until it is within ``rtol`` (with the grid's common random numbers)."""
     extra: dict[str, object] = field(default_factory=dict)
     """Free-form context recorded with the config (e.g. the data name)."""
     output_key: OutputKey = None
@@ -111,7 +115,7 @@ class ScanSpec:
                 f"midpoint_search=True needs phase='eval', not {self.phase!r}",
                 argument="midpoint_search",
             )
-        if self.midpoint_search and not 0 < self.rtol < 1:
+        if (self.midpoint_search or self.refine) and not 0 < self.rtol < 1:
             raise WalknoiseError(
                 f"rtol={self.rtol} is not in (0, 1); choose a relative tolerance such as 0.05",
                 argument="rtol",
@@ -121,6 +125,11 @@ class ScanSpec:
                 f"clamp={self.clamp}; it must be positive (or None for no clamp)",
                 argument="clamp",
             )
+
+    @property
+    def records_visits(self) -> bool:
+        """Whether eval cells evaluate σ beyond the grid (search or refinement)."""
+        return self.midpoint_search or (self.refine and self.phase != "train")
 
     def to_json(self) -> str:
         return json.dumps(self._plain(), sort_keys=True)

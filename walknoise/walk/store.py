@@ -21,11 +21,14 @@ import xarray as xr
 from walknoise.errors import WalknoiseError
 from walknoise.io import netcdf
 from walknoise.walk.schema import (
+    MIDPOINT_INT_VARS,
+    MIDPOINT_VARIABLES,
     SEARCH_COORDS,
     SEARCH_VARIABLES,
     TRAIN_COORDS,
     TRAIN_INT_VARS,
     TRAIN_VARIABLES,
+    TRAINED_MIDPOINT_VARIABLES,
 )
 
 FORMAT = "walknoise-results"
@@ -65,8 +68,14 @@ COORDS = {
 }
 
 
-ALL_VARIABLES = {**VARIABLES, **TRAIN_VARIABLES, **SEARCH_VARIABLES}
-ALL_INT_VARS = INT_VARS | TRAIN_INT_VARS
+ALL_VARIABLES = {
+    **VARIABLES,
+    **TRAIN_VARIABLES,
+    **SEARCH_VARIABLES,
+    **MIDPOINT_VARIABLES,
+    **TRAINED_MIDPOINT_VARIABLES,
+}
+ALL_INT_VARS = INT_VARS | TRAIN_INT_VARS | MIDPOINT_INT_VARS
 ALL_COORDS = {**COORDS, **TRAIN_COORDS, **SEARCH_COORDS}
 STRING_COORDS = ("layer", "param_layer")
 FLOAT_COORDS = ("sigma", "test_sigma")
