@@ -174,6 +174,13 @@ def model_normalization(loaded: LoadedModel, normalize: str | None) -> str | Nor
     ``walknoise train`` records it (``standard`` with the training data's mean/std), so the
     scan sees inputs scaled as in training. A different choice is warned about."""
     trained = Normalization.from_attrs(loaded.meta)
+    if normalize is None and trained is None and str(loaded.meta.get("data", "")) == "mnist:train":
+        # walknoise train before the setting was recorded mapped MNIST to [-1, 1]
+        click.echo(
+            "warning: MODEL was trained on bundled MNIST by a walknoise that mapped it to "
+            "[-1, 1] without recording it; pass --normalize pm1 to scan it as trained",
+            err=True,
+        )
     if normalize is None:
         return trained or "none"
     if trained is not None and trained.kind != normalize:

@@ -68,3 +68,19 @@ def test_gni_run_defaults_to_the_checkpoints_scaling(
     assert result.exit_code == 0, result.output
     recorded = load_gni(out).normalization
     assert recorded == load_mnist("train", normalize="standard").normalization
+
+
+def test_an_old_mnist_checkpoint_is_pointed_at_pm1(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    """Checkpoints of walknoise train before issue 13 record no scaling: they saw [-1, 1]."""
+    import torch
+
+    old = tmp_path / "old.pt"
+    content = torch.load(mlp_checkpoint, weights_only=True)
+    content["meta"] = {k: v for k, v in content["meta"].items() if "normalization" not in k}
+    torch.save(content, old)
+    scan = ("scan", old, "--layers", "fc1", "--sigmas", "1", "--repeats", "1", "--quiet")
+    result = invoke(*scan, "-o", tmp_path / "a.h5")
+    assert result.exit_code == 0, result.output
+    assert "pass --normalize pm1 to scan it as trained" in result.stderr
+    chosen = invoke(*scan, "--normalize", "pm1", "-o", tmp_path / "b.h5")
+    assert chosen.exit_code == 0 and "warning" not in chosen.stderr
