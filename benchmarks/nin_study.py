@@ -1,13 +1,18 @@
 """The measurements behind docs/nin.md: NIN phases and NINR robustness on bundled MNIST.
 
 1. ``acceptance`` — the command ``walknoise nin probe --arch mlp --data mnist`` with a
-   3 × 3 (σ_ε, lr) grid and ``--epochs 2``, run as a user would (a subprocess), timed.
+   3 × 3 (σ_ε, lr) grid (its default learning rates and epochs), run as a user would (a
+   subprocess), timed.
 2. ``sgd`` — the probe on the MLP with in-NINR and vanilla SGD (the papers' optimiser):
-   7 σ_ε × 3 lr × 3 seeds, 5 epochs.
-3. ``full`` — the same with full-NINR (a NIN on every Linear layer), 2 seeds.
-4. ``adam`` — in-NINR with Adam, 2 seeds, for contrast.
+   7 σ_ε × 4 lr (0.01, where the run without NINs does not learn, to 0.3) × 2 seeds, 3 epochs.
+3. ``full`` — the same with full-NINR (a NIN on every Linear layer), 6 σ_ε × 3 lr, 1 seed.
+4. ``adam`` — in-NINR with Adam, 3 σ_ε × 3 lr, 1 seed, for contrast.
 5. ``compare`` — NINR against no regulariser, input noise, L2 and dropout on the MLP
    (5 seeds, σ_ε = 100) and on LeNet-5 (3 seeds, σ_ε = 3; pixel-wise cNINR on its convs).
+
+The probe parts evaluate the test set every 5th step (``eval_every=5``) and measure the
+Hessian ~20 times per run; together they take ~10 minutes at ``nice -n 5`` on the shared
+2-core machine (sizes cut from 3 seeds and 5 epochs to fit that).
 
     python benchmarks/nin_study.py            # the numbers in docs/nin.md (~30 min on 2 cores)
     python benchmarks/nin_study.py --quick    # a smoke run of every part (a few minutes)
@@ -49,7 +54,18 @@ SIGMAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 def probe_numbers(result: ProbeResult) -> dict[str, Any]:
     ds = result.dataset
     grid = result.phase_grid()
+    st = result.stability()
     return {
+        "reference_fall": ds["reference_fall"].max("sigma_eps").values.tolist(),
+        "lambda_start": float(np.nanmedian(st["reference_lambda_start"].values)),
+        "reference_lambda_start": st["reference_lambda_start"].values.tolist(),
+        "reference_lambda_end": st["reference_lambda_end"].values.tolist(),
+        "eta_sigma2_lambda_start": st["eta_sigma2_lambda_start"].values.tolist(),
+        "eta_sigma2_lambda_end": st["eta_sigma2_lambda_end"].values.tolist(),
+        "eta_sigma2_lambda_max": st["eta_sigma2_lambda_max"].values.tolist(),
+        "by_phase": by_phase(ds, st),
+        "phase_codes": ds["phase"].values.tolist(),
+        "sigma_eps": [float(v) for v in ds["sigma_eps"].values],
         "phases": {f"{s:g}": [str(p) for p in grid.loc[s]] for s in grid.index},
         "lr": [float(v) for v in ds["lr"].values],
         "phase_counts": {p: int((ds["phase"].values == i).sum()) for i, p in enumerate(PHASES)},
@@ -62,6 +78,22 @@ def probe_numbers(result: ProbeResult) -> dict[str, Any]:
         .values.tolist(),
         "seconds_per_run": float(np.nanmean(ds["seconds"].values)),
     }
+
+
+def by_phase(ds: Any, st: Any) -> dict[str, dict[str, Any]]:
+    """Per phase: how many runs, and the range of η σ_ε² λ (start, largest, end) over them."""
+    codes = ds["phase"].values
+    out: dict[str, dict[str, Any]] = {}
+    for code, name in enumerate(PHASES):
+        here = codes == code
+        if not here.any():
+            continue
+        out[name] = {"runs": int(here.sum())}
+        for when in ("start", "max", "end"):
+            values = st[f"eta_sigma2_lambda_{when}"].values[here]
+            values = values[np.isfinite(values)]
+            out[name][when] = [float(values.min()), float(values.max())] if values.size else None
+    return out
 
 
 def draw_probe(name: str, result: ProbeResult, figures: Path) -> None:
@@ -96,8 +128,8 @@ def replot(scratch: Path, figures: Path) -> None:
 
 def part_acceptance(args: argparse.Namespace) -> dict[str, Any]:
     out = args.scratch / "nin_acceptance.h5"
-    sigmas, lrs = ("1,1000", "0.1") if args.quick else ("1,100,1000", "1e-3,1e-2,1e-1")
-    epochs = "1" if args.quick else "2"
+    sigmas, lrs = ("1,1000", "0.1") if args.quick else ("1,100,1000", "0.03,0.1,0.3")
+    epochs = "1" if args.quick else "3"
     command = [
         sys.executable, "-m", "walknoise.cli", "nin", "probe", "--arch", "mlp", "--data", "mnist",
         "--sigma-eps", sigmas, "--lr", lrs, "--epochs", epochs, "-o", str(out),
@@ -115,22 +147,26 @@ def part_acceptance(args: argparse.Namespace) -> dict[str, Any]:
 
 def part_sgd(args: argparse.Namespace) -> dict[str, Any]:
     config = ProbeConfig(
-        sigma_eps=args.sigmas, lr=(0.01, 0.03, 0.1), seeds=args.seeds, epochs=args.epochs
-    )
+        sigma_eps=args.sigmas, lr=(0.01, 0.03, 0.1, 0.3), seeds=args.seeds[:2],
+        epochs=args.probe_epochs, eval_every=5,
+    )  # fmt: skip
     return run_probe("sgd", config, args)
 
 
 def part_full(args: argparse.Namespace) -> dict[str, Any]:
+    sigmas = tuple(s for s in args.sigmas if s != 3.0)
     config = ProbeConfig(
-        sigma_eps=args.sigmas, lr=(0.01, 0.03, 0.1), seeds=args.seeds[:2], epochs=2, where="all"
-    )
+        sigma_eps=sigmas, lr=(0.03, 0.1, 0.3), seeds=args.seeds[:1], epochs=args.probe_epochs,
+        eval_every=5, where="all",
+    )  # fmt: skip
     return run_probe("full", config, args)
 
 
 def part_adam(args: argparse.Namespace) -> dict[str, Any]:
+    sigmas = (args.sigmas[0], args.sigmas[len(args.sigmas) // 2], args.sigmas[-1])
     config = ProbeConfig(
-        sigma_eps=args.sigmas, lr=(1e-4, 1e-3, 1e-2), seeds=args.seeds[:2], epochs=2,
-        optimizer="adam",
+        sigma_eps=tuple(sorted(set(sigmas))), lr=(1e-4, 1e-3, 1e-2), seeds=args.seeds[:1],
+        epochs=args.probe_epochs, eval_every=5, optimizer="adam",
     )  # fmt: skip
     return run_probe("adam", config, args)
 
@@ -186,7 +222,7 @@ def main() -> None:
     quick = args.quick
     args.sigmas = (1.0, 1000.0) if quick else SIGMAS
     args.seeds = (0, 1) if quick else (0, 1, 2)
-    args.epochs = 1 if quick else 5
+    args.probe_epochs = 1 if quick else 3
     args.compare_seeds = (0,) if quick else (0, 1, 2, 3, 4)
     args.compare_epochs = 1 if quick else 5
     args.scratch = Path(tempfile.mkdtemp(prefix="nin_study_"))  # result files, for --replot
@@ -200,7 +236,11 @@ def main() -> None:
         out[name]["text"] = "\n\n".join(args.text)
         out.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 1)
         print(f"{name}: {out['seconds'][name]} s", flush=True)
-        if not quick:
+        if not quick:  # re-read first: another part may have finished in another process
+            fresh = json.loads(NUMBERS.read_text()) if NUMBERS.exists() else {}
+            fresh[name] = out[name]
+            fresh.setdefault("seconds", {})[name] = out["seconds"][name]
+            out = fresh
             NUMBERS.write_text(json.dumps(out, indent=1, default=float))
     # Every part's tables, in order, also those kept from an earlier run of other parts.
     text = "\n\n".join(out[name]["text"] for name in PARTS if "text" in out.get(name, {}))
