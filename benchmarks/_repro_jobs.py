@@ -86,26 +86,30 @@ QUICK = Profile(
     bn_layer={"lenet5": "conv1", "mlp": "fc1"},
     bn_sigmas="10",
 )
-# Sized to ~40 min on 2 shared cores (measured: LeNet-5 ~0.5-0.75 CPU-s per training epoch on
-# 8,000 images, the MLP ~0.05-0.08; each train cell adds ~1 s of self-binarization statistics).
+# Sized to ~40 min on 2 cores shared with other work: measured with one thread, a LeNet-5
+# training epoch on the 8,000 images takes 0.5-0.75 CPU-s, the MLP's 0.05-0.08, and each
+# train cell adds ~1 CPU-s of self-binarization statistics; under the load of the shared
+# machine a process got ~0.2 of a core.
 FULL = Profile(
     name="full",
     epochs={"lenet5": 6, "mlp": 30},
     seeds=3,
+    # half the authors' points per decade: each eval midpoint is refined inside its grid
+    # interval afterwards (walknoise/walk/refine.py), so the grid sets only the bracket
     eval_sigmas={
-        "additive": "paper-additive",
-        "multiplicative": "paper-multiplicative:17",
-        "combined": "paper-combined:13",
+        "additive": "paper-additive:21",
+        "multiplicative": "paper-multiplicative:9",
+        "combined": "paper-combined:7",
     },
     train_layers={"lenet5": ("conv1", "act2", "fc3"), "mlp": ("fc1", "act2", "fc4")},
-    train_sigmas="1,10,100,1e3,1e4",
-    clamp_layers={"lenet5": ("conv1", "fc3"), "mlp": ("fc1", "fc4")},
-    clamp_sigmas="10,100",
+    train_sigmas="1,10,100,1e3",
+    clamp_layers={"lenet5": ("conv1",), "mlp": ("fc1",)},
+    clamp_sigmas="10",
     mult_layers={"lenet5": ("pool1", "act4"), "mlp": ("act1", "act3")},
     mult_sigmas="1,100,1e4,1e16",
     combined_layer={"lenet5": "act2", "mlp": "act1"},
-    combined_sigmas="10,100",
-    global_sigmas={"additive": "0.1,1", "multiplicative": "0.5,2"},
+    combined_sigmas="10",
+    global_sigmas={"additive": "1", "multiplicative": "1"},
     bn_layer={"lenet5": "conv1", "mlp": "fc1"},
     bn_sigmas="1,10",
 )
@@ -345,8 +349,12 @@ def run_job(profile: Profile, job: Job, out: Path) -> dict[str, Any]:
     done = out / f"{profile.name}_{job.name}.json"
     if done.exists():
         return dict(json.loads(done.read_text()))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     info = RUNNERS[job.kind](profile, job, out)
-    info |= {"job": asdict(job), "seconds": round(time.perf_counter() - start, 1)}
+    info |= {
+        "job": asdict(job),
+        "seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+    }
     done.write_text(json.dumps(info, indent=1))
     return info
