@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import h5py
@@ -12,6 +13,7 @@ import torch
 import xarray as xr
 
 from tests.nin.toy import _one_thread, data, small  # noqa: F401 (an autouse fixture)
+from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
 from walknoise.nin.phases import PHASES, PhaseCriteria
 from walknoise.nin.probe import ProbeConfig, ProbeResult, load_probe, probe
@@ -106,6 +108,29 @@ def test_hessian_top_eigenvalue_over_training(result: tuple[ProbeResult, Path]) 
     assert np.isfinite(ref).all() and not np.allclose(ref[..., 0:1], ref[..., -1:], rtol=0.01)
     tiny = lam.sel(sigma_eps=0.01).values
     np.testing.assert_allclose(tiny, ref, rtol=0.05)  # w·ε ~ 1e-3 barely moves the weights
+
+
+def test_conv_nins_have_no_lambda_and_everything_still_reads() -> None:
+    """A pixel-wise conv NIN's curvature is not the common-shift Hessian: NaN, quietly."""
+    train, test = data()
+    images = [TensorData(d.x.reshape(-1, 1, 4, 4), d.y, d.name) for d in (train, test)]
+
+    def conv() -> torch.nn.Module:
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(12, 4)
+        )
+
+    config = ProbeConfig(sigma_eps=(1.0,), lr=(0.1,), epochs=1, where="all")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no all-NaN warnings from the summaries
+        result = probe(conv, images[0], config, test_data=images[1], progress=False)
+        lam = result.dataset["hessian_top_eigenvalue"]
+        assert np.isnan(lam.sel(nin="0")).all() and np.isfinite(lam.sel(nin="3")).all()
+        assert "λ at the start / largest / end" in probe_text(result)
+        only_conv = ProbeConfig(sigma_eps=(1.0,), lr=(0.1,), epochs=1)
+        bare = probe(conv, images[0], only_conv, test_data=images[1], progress=False)
+        assert np.isnan(bare.stability()["lambda_start"]).all()
+        assert "- / - / -" in probe_text(bare)
 
 
 def test_same_config_same_numbers(result: tuple[ProbeResult, Path]) -> None:
