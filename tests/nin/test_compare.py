@@ -159,7 +159,7 @@ def test_tables(result: tuple[CompareResult, Path]) -> None:
         assert method in text
     assert "ttest_rel" in text and "validation" in text
     markdown = compare_markdown(result[0])
-    assert "| test | none | in-ninr |" in markdown
+    assert "| test | none | in-ninr |" in markdown and "| `<input>` |" in markdown
 
 
 def test_file_round_trip(result: tuple[CompareResult, Path]) -> None:

@@ -185,7 +185,8 @@ def _markdown(df: pd.DataFrame, corner: str) -> str:
         "| " + " | ".join([corner, *map(str, df.columns)]) + " |",
         "|" + "---|" * (len(df.columns) + 1),
     ]
-    lines += ["| " + " | ".join([str(i), *(str(v) for v in df.loc[i])]) + " |" for i in df.index]
+    # `<input>` and `<global>` would be read as HTML tags: code-format every row label.
+    lines += ["| " + " | ".join([f"`{i}`", *(str(v) for v in df.loc[i])]) + " |" for i in df.index]
     return "\n".join(lines)
 
 
