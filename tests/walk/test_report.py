@@ -86,3 +86,13 @@ def test_nonmonotone_layers_are_flagged_in_the_table(trained_mlp, data) -> None:
     flagged = [row.split()[0] for row in rows if row.rstrip().endswith("non-monotone")]
     assert flagged == [result.layers[1]]
     assert "non-monotone: mean accuracy rises again after the crossing" in rows
+
+
+def test_a_file_from_before_the_brackets_still_reads(trained_mlp, data) -> None:
+    result = walknoise.scan(trained_mlp, data, sigmas="log:1e-2:1e3:11", repeats=2, progress=False)
+    new = ["midpoint_bracket_low", "midpoint_bracket_high", "midpoint_nonmonotone"]
+    old = walknoise.Result(result.dataset.drop_vars(new))
+    mids = old.midpoints()
+    assert mids["bracket_low"].isna().all() and not mids["nonmonotone"].any()
+    assert list(mids["midpoint"]) == list(result.midpoints()["midpoint"])
+    assert len(midpoint_table(old).splitlines()) == 3 + len(result.layers)

@@ -124,14 +124,11 @@ class Result(ResultBase):
         """
         ds = self.dataset
         pre = "trained_" if (phase or self.phases[0]) == "train" else ""
-        nan = np.full(len(self.layers), np.nan)
-        b_low = (
-            ds[pre + "midpoint_bracket_low"].values if pre + "midpoint_bracket_low" in ds else nan
-        )
-        b_high = (
-            ds[pre + "midpoint_bracket_high"].values if pre + "midpoint_bracket_high" in ds else nan
-        )
-        flag = pre + "midpoint_nonmonotone"
+
+        def optional(name: str) -> np.ndarray:  # absent from files written before issue 13
+            return ds[pre + name].values if pre + name in ds else np.full(len(self.layers), np.nan)
+
+        b_low, b_high = optional("midpoint_bracket_low"), optional("midpoint_bracket_high")
         return pd.DataFrame(
             {
                 "type": ds["layer_type"].values,
@@ -142,8 +139,8 @@ class Result(ResultBase):
                 "high": ds[pre + "midpoint_high"].values,
                 "bracket_low": b_low,
                 "bracket_high": b_high,
-                "within_rtol": b_high / b_low <= 1 + self.rtol * (1 + 1e-9),
-                "nonmonotone": ds[flag].values.astype(bool) if flag in ds else False,
+                "within_rtol": b_high / b_low <= 1 + self.rtol * (1 + 1e-9),  # float slack
+                "nonmonotone": optional("midpoint_nonmonotone") == 1,
                 "done": ds[pre + "layer_done"].values.astype(bool),
             },
             index=pd.Index(self.layers, name="layer"),
