@@ -21,6 +21,7 @@ Training is plain SGD, the paper's optimizer, unless a part says otherwise.
 
     nice -n 5 python benchmarks/gni_study.py          # docs/gni_study.json (about 15 min)
     python benchmarks/gni_study.py --quick            # a smoke run of every part (1-2 min)
+    python benchmarks/gni_study.py --report           # the tables of docs/gni.md, from the JSON
 
 Figures go to docs/figures/gni_*.png and every number to docs/gni_study.json. torch runs on
 one thread: the networks are small, and on a shared 2-core machine a second intra-op thread
@@ -51,6 +52,7 @@ from walknoise.gni.tracking import GNITracker, NoisyLoss
 from walknoise.models import build_model
 from walknoise.noise.points import INPUT
 from walknoise.training import TrainConfig, seeded_init, train_model
+from walknoise.types import NoiseKind
 from walknoise.walk.plots import save_figure
 
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
@@ -133,7 +135,7 @@ def part_calibration(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 
 def measure_mlp(
-    model: nn.Module, noise: str, sigmas: Any, args: argparse.Namespace, seed: int = 0
+    model: nn.Module, noise: NoiseKind, sigmas: Any, args: argparse.Namespace, seed: int = 0
 ) -> Any:
     return gradient_noise(
         model, "mnist", noise=noise, sigma=sigmas, draws=args.draws, batches=args.batches,
@@ -147,7 +149,8 @@ def part_sigma(args: argparse.Namespace, out: dict[str, Any]) -> None:
     out["mnist_input_range"] = [float(x.min()), float(x.max())]
     model, metrics = mnist_mlp(sgd(args.epochs))
     out["sgd_mlp"] = {"config": sgd(args.epochs).to_dict(), **metrics}
-    for noise in ("additive", "multiplicative"):
+    kinds: tuple[NoiseKind, ...] = ("additive", "multiplicative")
+    for noise in kinds:
         start = time.perf_counter()
         res = measure_mlp(model, noise, args.sigmas, args)
         out[f"sigma_{noise}"] = {
@@ -192,7 +195,8 @@ def part_training(args: argparse.Namespace, out: dict[str, Any]) -> None:
 def part_marginal(args: argparse.Namespace, out: dict[str, Any]) -> None:
     """Held-out loss: no noise (K = 0), plain GNI (K = 1), noise-averaged loss (K > 1)."""
     rows = []
-    noise, sigma = "multiplicative", 0.5
+    noise: NoiseKind = "multiplicative"
+    sigma = 0.5
     for seed in range(args.seeds):
         for draws in (0, 1, *args.draws_marginal):
             hooks = {} if draws == 0 else {"loss_fn": NoisyLoss(noise, sigma, draws, seed)}
@@ -283,6 +287,37 @@ def clean_mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(((model(x) - y) ** 2).mean())
 
 
+def ci(row: dict[str, Any], var: str) -> str:
+    """``1.73 [1.70, 1.76]``: the estimate and its 95 % interval, two decimals."""
+    low, high = row.get(f"{var}_low"), row.get(f"{var}_high")
+    interval = "" if low is None or np.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    return f"{row[var]:.2f}{interval}"
+
+
+def stats_table(rows: list[dict[str, Any]], key: str) -> list[str]:
+    """Markdown rows for docs/gni.md: α, β with intervals, MAD-scaled α, block α, skew."""
+    head = f"| tensor | {key} | α [95% CI] | β [95% CI] | α, MAD-scaled | α block | skew |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = (ci(r, "alpha"), ci(r, "beta"), ci(r, "alpha_mad"), f"{r['alpha_block']:.2f}")
+        lines.append(f"| {r['tensor']} | {r[key]:g} | {' | '.join(cells)} | {r['skewness']:.2f} |")
+    return lines
+
+
+def report(out: dict[str, Any]) -> None:
+    """Print the markdown tables of docs/gni.md from the JSON."""
+    for noise in ("multiplicative", "additive"):
+        print(f"\n### sigma_{noise}")
+        print("\n".join(stats_table(out[f"sigma_{noise}"]["rows"], "sigma")))
+    checks = [r for seed in ("1", "2") for r in out["seed_check"][seed]]
+    print("\n### seed_check (seeds 1, 2), then adam_multiplicative")
+    print("\n".join(stats_table(checks + out["adam_multiplicative"], "sigma")))
+    print("\n### training")
+    print("\n".join(stats_table(out["training"]["rows"], "step")))
+    print("\n### toy_tails")
+    print("\n".join(stats_table(out["toy_tails"], "step")))
+
+
 PARTS = {
     "calibration": part_calibration,
     "sigma": part_sigma,
@@ -298,7 +333,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
     parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--scratch", default="/tmp")
+    parser.add_argument("--report", action="store_true", help="print the docs' tables only")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(NUMBERS.read_text()))
+        return
     torch.set_num_threads(1)
     quick = args.quick
     args.epochs = 1 if quick else 5
