@@ -16,7 +16,7 @@ The probe parts evaluate the test set every 5th step (``eval_every=5``) and meas
 Hessian ~20 times per run; together they take ~10 minutes at ``nice -n 5`` on the shared
 2-core machine (sizes cut from 3 seeds and 5 epochs to fit that).
 
-    python benchmarks/nin_study.py            # the numbers in docs/nin.md (~30 min on 2 cores)
+    python benchmarks/nin_study.py            # the numbers in docs/nin.md (~25 min on 2 cores)
     python benchmarks/nin_study.py --quick    # a smoke run of every part (a few minutes)
     python benchmarks/nin_study.py --replot /tmp/nin_study_XXXX   # figures again, no training
 
