@@ -19,8 +19,7 @@ both smoothed by a trailing moving average over a fraction ``smooth`` of the run
    test set, from initialisation to the end of the run, where the probe has it (no minibatch
    noise), else the smoothed train loss. Criterion 5 measures a run's learning in units of
    the reference's fall; a reference at chance (2.309 -> 2.299 nat, a 0.4% fall, in the
-   first MNIST acceptance grid) gives no unit to measure in. 5% of ln(10) is 0.12 nat; the
-   toy tests' 4-class reference at 42% accuracy (chance 25%) fell by 6-7%.
+   first MNIST acceptance grid) gives no unit to measure in. 5% of ln(10) is 0.12 nat.
 3. **divergent** — ``L`` *ends* more than ``rise`` times above its start; or a NIN's norm ends
    more than ``rise`` times above its start, still near its peak (less than ``fall`` below
    it), while the loss departs from the reference (criterion 5 fails): the noise runs away.
