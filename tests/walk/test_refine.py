@@ -133,3 +133,22 @@ def test_train_phase_reports_the_bracket_over_trainings() -> None:
         assert (row["bracket_low"], row["bracket_high"]) == (result.sigmas[i - 1], result.sigmas[i])
         assert not row["within_rtol"]
         assert f"[{row['bracket_low']:.3g}, {row['bracket_high']:.3g}]" in midpoint_table(result)
+
+
+def test_phase_both_refines_on_each_seeds_clean_model() -> None:
+    # eval cells of phase "both" walk the clean model of each seed: repeat r's extra σ run
+    # on model r, so a grid at those σ (the same clean models, retrained alike) agrees
+    x, y = learnable_data(200)
+    kwargs = dict(
+        repeats=2, progress=False, layers=["fc1"], phase="both",
+        train={"epochs": 1, "batch_size": 50}, train_data=(x, y),
+    )  # fmt: skip
+    both = walknoise.scan(tiny_mlp(), (x, y), sigmas="0.01,1,100", **kwargs)  # type: ignore[arg-type]
+    ds = both.dataset
+    visits = int(ds["search_visits"].sel(layer="fc1"))
+    assert visits >= 1 and bool(both.midpoints().loc["fc1", "within_rtol"])
+    sigmas = ds["search_sigma"].sel(layer="fc1").values[:visits]
+    order = np.argsort(sigmas)
+    grid = walknoise.scan(tiny_mlp(), (x, y), sigmas=list(sigmas[order]), refine=False, **kwargs)  # type: ignore[arg-type]
+    got = ds["search_accuracy"].sel(layer="fc1").values[:visits][order]
+    assert_same_accuracy(got, grid.accuracy.sel(layer="fc1").values, len(x))
