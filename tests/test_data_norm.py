@@ -170,3 +170,18 @@ def test_train_under_noise_trains_on_the_scaled_inputs() -> None:
     assert not all(
         torch.equal(a, c) for a, c in zip(scaled.parameters(), raw.parameters(), strict=True)
     )
+
+
+def test_standard_statistics_do_not_depend_on_the_thread_count() -> None:
+    """A resumed scan must normalise to the same bytes, so the mean/std may not move by an
+    ulp with torch's thread count (its float64 reductions change order with threads)."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = load_mnist("test", normalize="standard")
+        torch.set_num_threads(max(2, threads))
+        many = load_mnist("test", normalize="standard")
+    finally:
+        torch.set_num_threads(threads)
+    assert one.normalization == many.normalization
+    assert fingerprint(one) == fingerprint(many)

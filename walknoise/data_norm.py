@@ -109,8 +109,10 @@ def normalization_of(kind: str, x: torch.Tensor | None = None, source: str = "")
         raise WalknoiseError(
             "normalize='standard' needs the training inputs to measure", argument="normalize"
         )
-    values = x.detach().to(dtype=torch.float64)
-    mean, std = float(values.mean()), float(values.std(correction=0))
+    # numpy's pairwise sums, in one thread: the same bits on every machine and thread count,
+    # so a resumed scan normalises to the same bytes (torch's reductions vary with threads)
+    values = x.detach().cpu().to(dtype=torch.float64).numpy().ravel()
+    mean, std = float(values.mean()), float(values.std())
     if not (math.isfinite(std) and std > 0):
         raise WalknoiseError(
             f"normalize='standard': the inputs of {source or 'the data'} have std {std:g}, so "
