@@ -11,10 +11,11 @@ We estimate the same two parameters with McCulloch's (1986) quantile estimator, 
 implemented in scipy (``scipy.stats.levy_stable._fitstart``, the starting point of
 ``levy_stable.fit``). It is consistent for 0.6 ≤ α ≤ 2 and location/scale invariant, and it
 takes milliseconds on 10⁵ points, whereas scipy's likelihood costs about 0.5 ms per point and
-evaluation (minutes for one fit on a 2,000-point subsample). On our sample sizes (10⁵–10⁶
-values) quantiles of the whole sample have a smaller sampling error than a likelihood fit on
-the subsample scipy's speed allows, and fast enough to bootstrap. α and β mean the same in
-the S0 and S1 parametrisations (only the location differs), so they compare with the paper's.
+evaluation (minutes for one fit on a 2,000-point subsample). Quantiles of a 5·10⁴-value
+subset (:data:`MAX_POINTS`) have a smaller sampling error than a likelihood fit on the few
+thousand values scipy's speed allows, and are fast enough to bootstrap. α and β mean the same
+in the S0 and S1 parametrisations (only the location differs), so they compare with the
+paper's. Not checked: agreement with PyLevy's likelihood fit on non-stable samples.
 
 At α = 2 the law is Gaussian whatever β is: β is not identified there, and McCulloch's
 table returns ±1 by the sign of the quantile skew. We report β = 0 (the symmetric
