@@ -1,9 +1,9 @@
 """The paper's σ ranges in float32: multiplicative to 1e16, additive to 1e8.
 
 Every accuracy is a number in [0, 1]: where the noise overflows the forward pass, the
-samples count as wrong (``score``), and past some σ multiplicative noise after a ReLU leaves
-only the sign pattern of ``y·ε``, so the accuracy levels off at a plateau computed here by
-hand from the same draws.
+samples count as wrong (``score``), and past some σ multiplicative noise after a ReLU is
+σ·``y·ε`` (inactive units stay 0), whose argmax downstream does not depend on σ, so the
+accuracy levels off at a plateau computed here by hand from the same draws.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_accuracy_is_a_number_in_the_unit_interval(trained_mlp, data, noise, sig
     assert np.isfinite(ds["loss"].values[nonfin < 1]).all()
 
 
-def test_multiplicative_noise_after_relu_levels_off_at_the_sign_plateau(trained_mlp, data) -> None:  # type: ignore[no-untyped-def]
+def test_multiplicative_noise_after_relu_levels_off_at_a_plateau(trained_mlp, data) -> None:  # type: ignore[no-untyped-def]
     x, y = data
     result = scan(trained_mlp, data, "multiplicative", "log:1:1e16:17")
     got = result.accuracy.sel(layer="act1").values  # (sigma, repeat)
