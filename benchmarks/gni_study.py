@@ -20,7 +20,7 @@ Training is plain SGD, the paper's optimizer, unless a part says otherwise.
    lr 3e-4, 60,000 full-batch steps): step times per K and the first 1,000 steps of K = 1,
    which show why the 60,000-step comparison is not run here.
 
-    nice -n 5 python benchmarks/gni_study.py          # docs/gni_study.json (about 15 min)
+    nice -n 5 python benchmarks/gni_study.py          # docs/gni_study.json (about 23 min)
     python benchmarks/gni_study.py --quick            # a smoke run of every part (1-2 min)
     python benchmarks/gni_study.py --report           # the tables of docs/gni.md, from the JSON
 
