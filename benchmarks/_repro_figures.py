@@ -72,7 +72,7 @@ def growth(report: dict[str, Any], path: Path) -> None:
             for key, style in (("clamp1", "--"), ("clampmax", ":")):
                 other = c.get(key, {"layers": {}})["layers"].get(layer)
                 if other:
-                    label = f"{layer}, clamp {c[key]['clamp']:g}"
+                    label = f"{layer}, clamp {c[key]['clamp']:.2g}"
                     _line(ax, c[key]["sigmas"], other["growth_l2"], f"C{i}", style, label)
         ax.axhline(1, color="grey", lw=0.8)
         ax.set_xscale("log")

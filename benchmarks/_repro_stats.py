@@ -85,6 +85,7 @@ def eval_midpoints(files: Sequence[Path]) -> dict[str, Any]:
     layers = list(results[0].layers)
     per: dict[str, list[float]] = {layer: [] for layer in layers}
     brackets: dict[str, list[Any]] = {layer: [] for layer in layers}
+    statuses: dict[str, list[int]] = {layer: [] for layer in layers}
     for res in results:
         ds = res.dataset
         for layer in layers:
@@ -92,8 +93,11 @@ def eval_midpoints(files: Sequence[Path]) -> dict[str, Any]:
             status = int(ds["midpoint_status"].sel(layer=layer))
             per[layer].append(math.inf if status == 0 else value)
             brackets[layer].append(_file_bracket(ds, layer))
+            statuses[layer].append(status)  # 1 reached, 0 not by σ max, -1 below σ min
     out = {
-        layer: interval(per[layer], log=True) | {"brackets": brackets[layer]} for layer in layers
+        layer: interval(per[layer], log=True)
+        | {"brackets": brackets[layer], "status": statuses[layer]}
+        for layer in layers
     }
     plain = [layer for layer in layers if layer != "<global>"]
     pairs = [(a, b) for i, a in enumerate(plain) for b in plain[i + 1 :]]

@@ -149,11 +149,13 @@ def main() -> None:
     start = time.perf_counter()
     if not args.no_run:
         run_all(profile, args.results, args.jobs)
+    # --no-run reports files made earlier: keep the wall time of the run that made them
+    wall = json.loads(report_path.read_text()).get("wall_seconds") if report_path.exists() else None
     report: dict[str, Any] = {
         "profile": asdict(profile),
         "command": "python benchmarks/reproduce_walking_noise.py"
         + (" --quick" if args.quick else ""),
-        "wall_seconds": None if args.no_run else round(time.perf_counter() - start),
+        "wall_seconds": wall if args.no_run else round(time.perf_counter() - start),
         "walknoise": provenance(),
         "job_seconds": {
             job.name: outcome(profile, args.results, job)["seconds"]
