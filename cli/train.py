@@ -15,6 +15,9 @@ from walknoise.types import NoiseKind
 
 from .options import command_line, data_option, normalize_option, prefixed_options
 
+# plain SGD needs a larger step than Adam: at 1e-3 the MLP stays near chance for 2 epochs
+DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
+
 
 @click.command()
 @click.option(
@@ -27,7 +30,12 @@ from .options import command_line, data_option, normalize_option, prefixed_optio
 @data_option("8,000-image train split")
 @normalize_option()
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option(
+    "--lr",
+    type=float,
+    help="Learning rate  [default: 1e-3 with adam, 0.05 with sgd (1e-3 barely moves plain SGD "
+    "in a few epochs)]",
+)
 @click.option(
     "--optimizer",
     type=click.Choice(OPTIMIZERS),
@@ -67,7 +75,7 @@ def train(
     data: str,
     normalize: str,
     epochs: int,
-    lr: float,
+    lr: float | None,
     optimizer: str,
     batch_size: int,
     seed: int,
@@ -81,6 +89,8 @@ def train(
     output: Path,
 ) -> None:
     """Train a model with Adam or plain SGD (cosine schedule) and save a walknoise checkpoint."""
+    if lr is None:
+        lr = DEFAULT_LR[optimizer]
     config = TrainConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer
     )

@@ -67,6 +67,7 @@ def test_train_tracks_gradient_noise(tmp_path: Path) -> None:
     meta = torch.load(out, weights_only=True)["meta"]
     assert meta["gni"]["mode"] == "marginal" and meta["gni"]["draws"] == 2
     assert meta["train"]["optimizer"] == "sgd"
+    assert meta["train"]["lr"] == 0.05  # plain SGD's own default step, not Adam's 1e-3
 
 
 def test_errors_are_one_line(mlp_checkpoint: Path, gni_file: Path, tmp_path: Path) -> None:
