@@ -39,12 +39,15 @@ def midpoints(report: dict[str, Any], path: Path) -> None:
         ):
             if report[arch][key] is None:
                 continue
-            vals = [_err(report[arch][key]["layers"].get(n, {})) for n in names]
+            cells = [report[arch][key]["layers"].get(n, {}) for n in names]
+            vals = [_err(c if c.get("not_finite", 1) == 0 else {}) for c in cells]
             m, lo, hi = (np.array(v) for v in zip(*vals, strict=True))
             ax.errorbar(x + shift, m, yerr=[lo, hi], fmt="o", color=color, label=label, ms=4)
         b = (report[arch]["b"] or {"layers": {}})["layers"]
-        tx = [names.index(n) for n in b]
-        vals = [_err(b[n]["trained"]) for n in b]
+        # a mean over the seeds that reached it would understate a midpoint beyond the grid
+        done = [n for n in b if b[n]["trained"]["not_finite"] == 0]
+        tx = [names.index(n) for n in done]
+        vals = [_err(b[n]["trained"]) for n in done]
         if vals:
             m, lo, hi = (np.array(v) for v in zip(*vals, strict=True))
             ax.errorbar(tx, m, yerr=[lo, hi], fmt="s", color="C3", label="trained, additive")
