@@ -8,8 +8,8 @@
     and BatchNorm models are run too. Conditions follow the authors' code
     (UniHD-CEG/walking-noise); docs/reproduction.md lists where they differ.
 
-    python benchmarks/reproduce_walking_noise.py --quick   # a few minutes on 2 CPU cores
-    python benchmarks/reproduce_walking_noise.py           # the full profile (~40 min)
+    python benchmarks/reproduce_walking_noise.py --quick   # smoke test: 7 min on 2 shared cores
+    python benchmarks/reproduce_walking_noise.py           # the full profile: 37 min
     python benchmarks/reproduce_walking_noise.py --quick --replot   # figures from the JSON
 
 Writes ``reproduction_{quick,full}.json`` (every number quoted in docs/reproduction.md) and
