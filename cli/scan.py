@@ -12,6 +12,7 @@ from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
 from walknoise.types import ExecutorName, NoiseKind
 from walknoise.walk.driver import run_spec
+from walknoise.walk.metrics import METRICS
 from walknoise.walk.report import midpoint_table
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
 from walknoise.walk.trainphase import train_phase_spec
@@ -79,6 +80,21 @@ from .options import (
     help="Eval phase: evaluate extra σ inside the grid interval holding each midpoint until "
     "it is within --rtol; --no-refine reports the grid bracket [a, b] instead.",
 )
+@click.option(
+    "--metric",
+    type=click.Choice(METRICS),
+    default="accuracy",
+    show_default=True,
+    help="What drives the midpoint (eval phase): accuracy, top-k accuracy, agreement with the "
+    "clean model (needs no labels), KL(p_clean||p_noisy) or loss; see docs/concepts.md.",
+)
+@click.option(
+    "--topk",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The k of the topk_accuracy variable (and of --metric topk).",
+)
 @click.option("--relative", is_flag=True, help="Scale σ by each point's clean output std.")
 @click.option(
     "--output-key",
@@ -114,6 +130,8 @@ def scan(
     midpoint_search: bool,
     rtol: float,
     refine: bool,
+    metric: str,
+    topk: int,
     relative: bool,
     output_key: str | None,
     seed: int,
@@ -144,6 +162,8 @@ def scan(
         midpoint_search=midpoint_search,
         rtol=rtol,
         refine=refine,
+        metric=metric,
+        topk=topk,
         relative=relative,
         output_key=_index_or_key(output_key),
         seed=seed,

@@ -80,7 +80,7 @@ def _validated(x: torch.Tensor, y: torch.Tensor, name: str) -> tuple[torch.Tenso
         raise WalknoiseError(f"{name} holds no samples; expected at least one sample of {LAYOUT}")
     y = y.detach().to(torch.int64)
     n_neg = int((y < 0).sum())
-    if n_neg:
+    if n_neg and not bool((y == NO_LABEL).all()):  # all NO_LABEL: data without labels
         raise WalknoiseError(
             f"y in {name} has {n_neg} negative labels; expected class labels 0..C-1: remap them"
         )
@@ -90,6 +90,11 @@ def _validated(x: torch.Tensor, y: torch.Tensor, name: str) -> tuple[torch.Tenso
             f"x in {name} has {n_bad} non-finite values (NaN/inf); clean or drop those samples"
         )
     return x.detach(), y
+
+
+NO_LABEL = -1
+"""The label of every sample of data without labels (``y=None``): only metrics that need no
+labels (agreement with the clean model, KL from it) can be computed on such data."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,11 @@ class TensorData:
     normalization: Normalization = field(default=NONE)  # what walknoise applied to x
 
     def __post_init__(self) -> None:
-        # _as_tensor: the annotations say Tensor, but numpy arrays passed at runtime are fine.
+        # _as_tensor: the annotations say Tensor, but numpy arrays passed at runtime are fine,
+        # and so is y=None: no labels, stored as NO_LABEL for every sample.
+        if self.y is None:
+            x = _as_tensor(self.x, "x", self.name)
+            object.__setattr__(self, "y", torch.full((len(x),), NO_LABEL, dtype=torch.int64))
         x, y = (_as_tensor(v, k, self.name) for k, v in (("x", self.x), ("y", self.y)))
         x, y = _validated(x, y, self.name)
         object.__setattr__(self, "x", x)
@@ -111,6 +120,11 @@ class TensorData:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the samples have labels (``False`` for data built with ``y=None``)."""
+        return has_labels(self.y)
 
     @property
     def num_classes(self) -> int:
@@ -125,6 +139,11 @@ class TensorData:
         if n < 1:
             raise WalknoiseError(f"subset size must be at least 1, got {n}; pass a positive count")
         return TensorData(self.x[:n], self.y[:n], self.name, self.normalization)
+
+
+def has_labels(y: torch.Tensor) -> bool:
+    """Whether ``y`` holds labels, rather than :data:`NO_LABEL` for every sample."""
+    return not bool((y == NO_LABEL).all())
 
 
 def fingerprint(data: TensorData) -> str:
@@ -175,7 +194,9 @@ def _as_tensor(value: object, what: str, name: str) -> torch.Tensor:
 
 
 def _pair(x: object, y: object, name: str) -> TensorData:
-    return TensorData(_as_tensor(x, "x", name), _as_tensor(y, "y", name), name)
+    """``y=None``: data without labels."""
+    labels = None if y is None else _as_tensor(y, "y", name)
+    return TensorData(_as_tensor(x, "x", name), labels, name)  # type: ignore[arg-type]
 
 
 def load_file(path: str | Path) -> TensorData:
@@ -212,10 +233,9 @@ def load_file(path: str | Path) -> TensorData:
             f"data file {path} holds a {type(content).__name__}, not a dict; expected {FILE_LAYOUT}"
             ", saved with torch.save({'x': x, 'y': y}, path)"
         )
-    for key in ("x", "y"):
-        if key not in content:
-            raise WalknoiseError(f"data file {path} has no key {key!r}; expected {FILE_LAYOUT}")
-    return _pair(content["x"], content["y"], str(path))
+    if "x" not in content:
+        raise WalknoiseError(f"data file {path} has no key 'x'; expected {FILE_LAYOUT}")
+    return _pair(content["x"], content.get("y"), str(path))  # no y: data without labels
 
 
 def _stack_pairs(items: Iterable[object], name: str, batched: bool) -> TensorData:
@@ -249,6 +269,8 @@ def resolve_data(
     Accepts a TensorData; ``"mnist"`` (uses ``split``), ``"mnist:train"``/``"mnist:test"``/
     ``"mnist:all"``; a path to a .pt/.npz file (``split`` ignored); an ``(x, y)`` tuple/list of
     tensors or arrays; a torch Dataset of (x, y) items; or a DataLoader of (x, y) batches.
+    Inputs without labels (``x`` alone, ``(x, None)``, a file without ``y``) give data whose
+    labels are all :data:`NO_LABEL`: a scan of it computes only the label-free metrics.
     ``normalize``: a setting of :data:`NORMALIZATIONS` (``"standard"`` measures bundled
     MNIST's train split, other data itself) or a :class:`Normalization` to apply as it is.
     """
@@ -309,6 +331,8 @@ def _resolve(data: object, split: str) -> TensorData:
         return load_file(data)
     if isinstance(data, Path):
         return load_file(data)
+    if isinstance(data, torch.Tensor | np.ndarray):  # inputs alone: data without labels
+        return _pair(data, None, "in-memory data")
     if isinstance(data, tuple | list):
         if len(data) != 2:
             raise WalknoiseError(f"an (x, y) pair needs 2 items, not {len(data)}; pass {LAYOUT}")

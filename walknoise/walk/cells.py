@@ -22,12 +22,12 @@ from walknoise.devices import resolve_device
 from walknoise.noise.kinds import make_noise
 from walknoise.walk.guard import model_errors
 from walknoise.walk.layout import fast_layout
-from walknoise.walk.metrics import BatchStats, Midpoint, layer_midpoint
-from walknoise.walk.plan import Plan, widest_after
+from walknoise.walk.metrics import BatchStats, Midpoint, Target, layer_midpoint
+from walknoise.walk.plan import Plan, target_of, widest_after
 from walknoise.walk.refine import Curve, midpoint_values, refine, visit_values
 from walknoise.walk.runner import LayerRunner
 from walknoise.walk.schema import MAX_VISITS
-from walknoise.walk.search import Probe, find_midpoint
+from walknoise.walk.search import Probe, Search, find_midpoint
 from walknoise.walk.trainphase import TrainPhase
 from walknoise.walk.weights import weight_hists, weight_stats
 
@@ -123,8 +123,9 @@ def _eval_layer(
     model = fast_layout(model, plan.x)
     if spec.midpoint_search:
         return _search_layer(model, plan, layer)
-    acc, loss, nonfin = (np.full((len(spec.sigmas), spec.repeats), np.nan) for _ in range(3))
-    clean = plan.clean.accuracy
+    names = ("accuracy", "loss", "nonfinite_fraction", "topk_accuracy", "agreement", "kl")
+    grid = {k: np.full((len(spec.sigmas), spec.repeats), np.nan) for k in names}
+    acc, target = grid["accuracy"], target_of(spec.metric, plan.clean)
     nets = [
         model if trainer is None else fast_layout(trainer.clean_model(r).to(plan.device), plan.x)
         for r in range(spec.repeats)
@@ -134,41 +135,56 @@ def _eval_layer(
         stats: BatchStats = runner.run_repeat(
             layer, plan.points_of(layer), plan.scales_of(layer), spec.seed, r
         )
-        acc[:, r], loss[:, r] = stats.accuracy(), stats.mean_loss()
-        nonfin[:, r] = stats.nonfinite_fraction()
-    if trainer is not None:
-        clean = float(np.mean(_clean_accuracies(plan, trainer)))
-    curve = Curve(np.asarray(spec.sigmas), acc)
+        for k, v in zip(names, (*_LABELLED, *_FREE), strict=True):
+            grid[k][:, r] = v(stats)
+    if trainer is not None:  # the train phase's scans drive the midpoint by accuracy
+        target = Target("accuracy", float(np.mean(_clean_accuracies(plan, trainer))), target.end)
+    clean, chance = target.refs
+    curve = Curve(np.asarray(spec.sigmas), target.falling(grid[_METRIC_VAR[spec.metric]]))
     if spec.refine:  # the midpoint to rtol, with extra σ inside its grid interval
-        chance = 1.0 / plan.clean.num_classes
-        curve = refine(curve.sigmas, acc, clean, chance, _probe(plan, layer, nets), rtol=spec.rtol)
-    mid = _midpoint(plan, curve.accuracy, clean, curve.sigmas)
+        probe = _probe(plan, layer, nets, target)
+        curve = refine(curve.sigmas, curve.accuracy, clean, chance, probe, rtol=spec.rtol)
+    mid = layer_midpoint(curve.sigmas, curve.accuracy, clean, chance)
     return {
-        "accuracy": acc,
-        "accuracy_drop": clean - acc,
-        "loss": loss,
-        "nonfinite_fraction": nonfin,
+        **{k: grid[k] for k in names if k != "kl"},
+        "kl_divergence": grid["kl"],
+        "accuracy_drop": target.clean - acc if trainer is not None else plan.clean.accuracy - acc,
         **midpoint_values(mid),
         "midpoint_per_repeat": mid.per_repeat,
-        **(visit_values(curve.visits, spec.repeats) if spec.refine else {}),
+        **(visit_values(_unsigned(curve.visits, target), spec.repeats) if spec.refine else {}),
         "layer_scale": plan.scales.get(layer, float("nan")),
     }
 
 
-def _probe(plan: Plan, layer: str, nets: Sequence[nn.Module]) -> Probe:
-    """Accuracy of each repeat at one σ, with the grid's draws; repeat r runs on ``nets[r]``."""
+# The eval variables, each read from a repeat's stats; the midpoint metric's variable.
+_LABELLED = (BatchStats.accuracy, BatchStats.mean_loss, BatchStats.nonfinite_fraction)
+_FREE = (BatchStats.topk_accuracy, BatchStats.agreement, BatchStats.mean_kl)
+_METRIC_VAR = {"accuracy": "accuracy", "topk": "topk_accuracy", "agreement": "agreement",
+               "kl": "kl", "loss": "loss"}  # fmt: skip
+
+
+def _unsigned(found: Search, target: Target) -> Search:
+    """The search path with the metric's own values (rising metrics were negated)."""
+    return dataclasses.replace(found, accuracy=[target.falling(a) for a in found.accuracy])
+
+
+def _probe(plan: Plan, layer: str, nets: Sequence[nn.Module], target: Target) -> Probe:
+    """The midpoint metric of each repeat at one σ (falling: see ``Target``), with the grid's
+    draws; repeat r runs on ``nets[r]``."""
     spec, points, scales = plan.spec, plan.points_of(layer), plan.scales_of(layer)
 
     def probe(sigma: float) -> np.ndarray:
         if all(net is nets[0] for net in nets):  # one model: the repeats stacked as copies
-            return _runner(nets[0], plan, (sigma,)).run_repeats(
-                layer, points, scales, spec.seed, spec.repeats
+            return target.falling(
+                _runner(nets[0], plan, (sigma,)).run_repeats(
+                    layer, points, scales, spec.seed, spec.repeats, spec.metric
+                )
             )
-        return np.array(
+        return target.falling(
             [
                 _runner(net, plan, (sigma,))
                 .run_repeat(layer, points, scales, spec.seed, r)
-                .accuracy()[0]
+                .values(spec.metric)[0]
                 for r, net in enumerate(nets)
             ]
         )
@@ -179,15 +195,16 @@ def _probe(plan: Plan, layer: str, nets: Sequence[nn.Module]) -> Probe:
 def _search_layer(model: nn.Module, plan: Plan, layer: str) -> dict[str, Any]:
     """The midpoint by adaptive search: only the σ values it visits are evaluated."""
     spec = plan.spec
+    target = target_of(spec.metric, plan.clean)
     found = find_midpoint(
-        _probe(plan, layer, [model] * spec.repeats),
+        _probe(plan, layer, [model] * spec.repeats, target),
         min(spec.sigmas),
         max(spec.sigmas),
-        plan.clean.accuracy,
-        1.0 / plan.clean.num_classes,
+        *target.refs,
         rtol=spec.rtol,
         max_evals=MAX_VISITS,
     )
+    found = _unsigned(found, target)
     return {
         "midpoint": found.value,
         "midpoint_status": found.status,
@@ -214,6 +231,7 @@ def _runner(
         max_batch=plan.spec.max_batch,
         widths=widest_after(plan.found),
         progress=progress,
+        topk=plan.clean.topk,
     )
 
 

@@ -64,6 +64,8 @@ def scan(
     midpoint_search: bool = False,
     rtol: float = 0.05,
     refine: bool = True,
+    topk: int = 5,
+    metric: str = "accuracy",
     extra: dict[str, object] | None = None,
     output_key: OutputKey = None,
     output: str | Path | None = None,
@@ -113,6 +115,10 @@ def scan(
             σ at most ``1 + rtol`` apart (by ``refine`` or the search).
         refine: Eval phase: evaluate extra σ inside the grid interval that holds each
             midpoint until it is within ``rtol``; ``False`` reports the grid bracket.
+        topk: The k of the ``topk_accuracy`` variable (capped at the number of classes).
+        metric: What drives the midpoint (eval phase): ``"accuracy"``, ``"topk"``,
+            ``"agreement"`` (needs no labels), ``"kl"`` or ``"loss"``; each one's halfway
+            target is in docs/concepts.md, "Metrics".
         extra: Free-form context recorded with the config in the results file.
         output_key: Where the logits are when the model returns more than a tensor: an
             index (``0`` for ``(logits, h)``), a key (``"logits"`` for a dict) or a
@@ -154,6 +160,8 @@ def scan(
         midpoint_search=midpoint_search,
         rtol=rtol,
         refine=refine,
+        topk=topk,
+        metric=metric,
         extra=extra or {},
         output_key=output_key,
     )

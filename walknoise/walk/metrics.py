@@ -2,7 +2,9 @@
 
 The midpoint noise level of a layer is the σ at which mean accuracy first falls to halfway
 between clean and chance accuracy, interpolated linearly in log σ between the two grid points
-that bracket the threshold.
+that bracket the threshold. Other metrics (top-k accuracy, agreement with the clean model,
+KL divergence from it, loss) drive the same code through :class:`Target`, which turns a
+rising metric into a falling one by its sign.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 
 # midpoint_status values stored in results files
 REACHED, NOT_REACHED, BELOW_RANGE = 1, 0, -1
@@ -19,26 +22,78 @@ REACHED, NOT_REACHED, BELOW_RANGE = 1, 0, -1
 
 @dataclass
 class BatchStats:
-    """Running sums for one stack of σ copies: counts per copy."""
+    """Running sums for one stack of σ copies: counts per copy.
+
+    Every metric is kept as a per-copy sum over samples, never as a per-batch mean, so that
+    partial sums over some batches can be stored and added to later ones.
+    """
 
     correct: torch.Tensor
     loss_sum: torch.Tensor
     finite: torch.Tensor
     total: int = 0
+    topk_correct: torch.Tensor | None = None
+    """Samples whose label is among the ``k`` largest logits (finite rows only)."""
+    agree: torch.Tensor | None = None
+    """Samples whose noisy argmax equals the clean model's (finite rows only)."""
+    kl_sum: torch.Tensor | None = None
+    """Sum over finite rows of KL(p_clean ‖ p_noisy), in nats."""
+    both_finite: torch.Tensor | None = None
+    """Rows where the noisy and the clean logits are all finite: kl_sum's count."""
+    labelled: bool = True
+    """``False`` for data without labels: accuracy, top-k accuracy and loss are then NaN."""
 
     @classmethod
     def zeros(cls, copies: int, device: torch.device | str) -> BatchStats:
         z = torch.zeros(copies, dtype=torch.float64, device=device)
-        return cls(z.clone(), z.clone(), z.clone())
+        return cls(z.clone(), z.clone(), z.clone(), 0, z.clone(), z.clone(), z.clone(), z.clone())
+
+    def add_extra(
+        self, sl: slice, logits: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, k: int
+    ) -> None:
+        """Add one batch's top-k, agreement and KL sums to copies ``sl`` (see :func:`extra`)."""
+        assert self.topk_correct is not None and self.agree is not None
+        assert self.kl_sum is not None and self.both_finite is not None
+        top, agree, kl, fin = extra(logits, y, clean, k)
+        self.topk_correct[sl] += top
+        self.agree[sl] += agree
+        self.kl_sum[sl] += kl
+        self.both_finite[sl] += fin
 
     def accuracy(self) -> np.ndarray:
-        return (self.correct / max(self.total, 1)).cpu().numpy()
+        return self._labelled((self.correct / max(self.total, 1)).cpu().numpy())
 
     def mean_loss(self) -> np.ndarray:
-        return (self.loss_sum / self.finite).cpu().numpy()  # 0/0 -> NaN: no finite output
+        # 0/0 -> NaN: no finite output
+        return self._labelled((self.loss_sum / self.finite).cpu().numpy())
+
+    def _labelled(self, values: np.ndarray) -> np.ndarray:
+        return values if self.labelled else np.full_like(values, np.nan)
 
     def nonfinite_fraction(self) -> np.ndarray:
         return (1 - self.finite / max(self.total, 1)).cpu().numpy()
+
+    def topk_accuracy(self) -> np.ndarray:
+        assert self.topk_correct is not None
+        return self._labelled((self.topk_correct / max(self.total, 1)).cpu().numpy())
+
+    def agreement(self) -> np.ndarray:
+        assert self.agree is not None
+        return (self.agree / max(self.total, 1)).cpu().numpy()
+
+    def mean_kl(self) -> np.ndarray:
+        assert self.kl_sum is not None and self.both_finite is not None
+        return (self.kl_sum / self.both_finite).cpu().numpy()  # 0/0 -> NaN, as mean_loss
+
+    def values(self, metric: str) -> np.ndarray:
+        """Per-copy value of ``metric`` (one of :data:`METRICS`)."""
+        return {
+            "accuracy": self.accuracy,
+            "topk": self.topk_accuracy,
+            "agreement": self.agreement,
+            "kl": self.mean_kl,
+            "loss": self.mean_loss,
+        }[metric]()
 
 
 def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -63,6 +118,75 @@ def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
     )
     loss_sum = torch.where(finite, loss, torch.zeros_like(loss)).sum(dim=1)
     return correct, loss_sum, finite.sum(dim=1)
+
+
+def extra(
+    logits: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, k: int
+) -> tuple[torch.Tensor, ...]:
+    """Per-copy top-k correct count, agreement count, KL sum and the rows the KL sum covers.
+
+    ``logits`` has shape ``(copies, B, classes)``, ``clean`` the clean model's ``(B,
+    classes)`` on the same samples. As in :func:`score`, a row with an inf/NaN noisy logit
+    counts as wrong and as a disagreement, and is left out of the KL sum (so is a row whose
+    clean logits are not finite). The KL divergence is KL(p_clean ‖ p_noisy) = Σ_c
+    p_clean,c (log p_clean,c − log p_noisy,c): the extra nats a code built on the noisy
+    model's probabilities spends on the clean model's predictions (a distillation loss). This
+    direction, unlike the reverse, stays finite as the noisy output becomes uniform (it
+    tends to log C − H(p_clean)), which gives the metric a principled halfway target, and it
+    weighs the classes the clean model believes in. Taken in float64, as the loss.
+    """
+    finite = torch.isfinite(logits).all(dim=-1)
+    both = finite & torch.isfinite(clean).all(dim=-1)
+    top = logits.topk(k, dim=-1).indices
+    topk_correct = ((top == y.unsqueeze(-1)).any(dim=-1) & finite).sum(dim=1)
+    agree = ((logits.argmax(dim=-1) == clean.argmax(dim=-1)) & finite).sum(dim=1)
+    zero = torch.zeros_like(logits)
+    log_q = F.log_softmax(torch.where(both.unsqueeze(-1), logits, zero).double(), dim=-1)
+    safe_clean = torch.where(both.unsqueeze(-1), clean.expand_as(logits), zero).double()
+    log_p = F.log_softmax(safe_clean, dim=-1)
+    kl = F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(dim=-1)
+    kl_sum = torch.where(both, kl, torch.zeros_like(kl)).sum(dim=1)
+    return topk_correct, agree, kl_sum, both.sum(dim=1)
+
+
+METRICS = ("accuracy", "topk", "agreement", "kl", "loss")
+"""Metrics that can drive the midpoint; ``kl`` and ``loss`` rise with the noise."""
+LABEL_METRICS = ("accuracy", "topk", "loss")
+"""Metrics that need the data's labels."""
+RISING = ("kl", "loss")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one metric starts and where noise drives it: the midpoint is the σ at which its
+    repeat-mean curve first crosses halfway from ``clean`` to ``end``.
+
+    A rising metric (KL, loss) is handed to :func:`midpoint` and the search negated, so that
+    all curves fall: halfway, interpolation in log σ and the "fraction left" of the search
+    are unchanged by the sign.
+    """
+
+    metric: str
+    clean: float
+    """Value without noise: clean accuracy or top-k accuracy, 1 for agreement, 0 for KL,
+    the clean loss."""
+    end: float
+    """Value of an output that carries nothing about the input: chance 1/C (accuracy,
+    agreement), k/C (top-k), log C (loss of a uniform prediction), the mean
+    KL(p_clean ‖ uniform) = log C − H(p_clean) (KL)."""
+
+    @property
+    def sign(self) -> float:
+        return -1.0 if self.metric in RISING else 1.0
+
+    def falling(self, values: ArrayLike) -> np.ndarray:
+        """The curve as :func:`midpoint` wants it: falling from ``clean`` towards ``end``."""
+        return self.sign * np.asarray(values, dtype=float)
+
+    @property
+    def refs(self) -> tuple[float, float]:
+        """``(clean, chance)`` arguments for :func:`midpoint` and the search."""
+        return self.sign * self.clean, self.sign * self.end
 
 
 def midpoint(

@@ -22,10 +22,12 @@ from walknoise.io.provenance import provenance
 from walknoise.noise.points import GLOBAL, INPUT, Point, select, survey
 from walknoise.walk import store
 from walknoise.walk.guard import model_errors
+from walknoise.walk.metrics import LABEL_METRICS, Target
 from walknoise.walk.runner import Clean, clean_pass, entries
 from walknoise.walk.schema import (
     HIST_BINS,
     MAX_VISITS,
+    METRIC_VARIABLES,
     MIDPOINT_VARIABLES,
     SEARCH_VARIABLES,
     TRAIN_VARIABLES,
@@ -77,6 +79,44 @@ def _warn_below_chance(clean: Clean, n: int) -> None:
 
 FINGERPRINTS = {"data": "data_sha256", "model": "model_sha256"}
 """What a results file was computed from, by the identity key holding its sha256."""
+
+
+def target_of(metric: str, clean: Clean) -> Target:
+    """The clean value and the end value of ``metric`` on this model and data (see
+    :class:`Target`); refused where the two coincide, which leaves no midpoint to find."""
+    classes = clean.num_classes
+    clean_value, end = {
+        "accuracy": (clean.accuracy, 1.0 / classes),
+        "topk": (clean.topk_accuracy, clean.topk / classes),
+        "agreement": (1.0, 1.0 / classes),
+        "kl": (0.0, clean.kl_uniform),
+        "loss": (clean.loss, math.log(classes)),
+    }[metric]
+    if metric == "topk" and clean.topk >= classes:
+        raise WalknoiseError(
+            f"topk={clean.topk} with {classes} classes: every label is in the top k, so "
+            "top-k accuracy never falls; choose a smaller topk",
+            argument="topk",
+        )
+    return Target(metric, float(clean_value), float(end))
+
+
+def _check_labelled(td: TensorData, spec: ScanSpec) -> None:
+    """Data without labels can drive only a label-free midpoint, and train nothing."""
+    if td.labelled:
+        return
+    if spec.phase != "eval":
+        raise WalknoiseError(
+            f"{td.name} has no labels, and phase={spec.phase!r} trains on the noise; "
+            "pass labelled data, or phase='eval'",
+            argument="phase",
+        )
+    if spec.metric in LABEL_METRICS:
+        raise WalknoiseError(
+            f"{td.name} has no labels, which metric={spec.metric!r} needs; pass labels "
+            "(an (x, y) pair) or choose metric='agreement' or metric='kl'",
+            argument="metric",
+        )
 
 
 def widest_after(points: Sequence[Point]) -> dict[str, int]:
@@ -133,8 +173,10 @@ def make_plan(
     points = survey(model, td.input_shape, device)
     found = points.points
     chosen = [p.name for p in select(found, spec.layers, spec.types, points.skipped)]
-    clean = clean_pass(model, x, y, chosen, spec.batch_size)
-    if spec.phase != "train":  # the train phase's model may be an untrained template
+    clean = clean_pass(model, x, y, chosen, spec.batch_size, spec.topk)
+    target_of(spec.metric, clean)  # a metric without a midpoint fails before any cell
+    _check_labelled(td, spec)
+    if spec.phase != "train" and td.labelled:  # a train phase's model may be a template
         _warn_below_chance(clean, len(td))
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
     # The data and the model by content, not by name: a resume on other samples of the same
@@ -165,6 +207,7 @@ def make_plan(
 
 def attrs(plan: Plan) -> dict[str, Any]:
     spec, clean = plan.spec, plan.clean
+    target = target_of(spec.metric, clean)
     runtime = {"device": spec.device, "max_batch": spec.max_batch}
     config = {"identity": plan.identity, "runtime": runtime}
     return {
@@ -183,6 +226,12 @@ def attrs(plan: Plan) -> dict[str, Any]:
         "clean_loss": clean.loss,
         "num_classes": clean.num_classes,
         "chance_accuracy": 1.0 / clean.num_classes,
+        "topk": clean.topk,
+        "clean_topk_accuracy": clean.topk_accuracy,
+        "clean_kl_uniform": clean.kl_uniform,
+        "midpoint_metric": spec.metric,
+        "midpoint_reference": target.clean,
+        "midpoint_end": target.end,
         **({"param_layer_of": json.dumps(param_layer_of(plan))} if plan.params else {}),
     }
 
@@ -207,6 +256,8 @@ def _types(model_points: Sequence[Point], axis: Sequence[str]) -> list[str]:
 def variable_names(plan: Plan) -> list[str]:
     names = list(store.VARIABLES)
     names += list(MIDPOINT_VARIABLES)
+    if plan.eval_phase:
+        names += list(METRIC_VARIABLES)
     if plan.train_phase:
         names += list(TRAIN_VARIABLES) + list(TRAINED_MIDPOINT_VARIABLES)
     if plan.spec.records_visits:

@@ -109,6 +109,12 @@ def _phase_table(result: Result, phase: str) -> str:
         f"{ds.attrs.get('noise')} noise ({ds.attrs.get('sigma_mode')} σ), clean accuracy "
         f"{result.clean_accuracy:.4f}, chance {result.chance_accuracy:.4f}"
     )
+    metric = str(ds.attrs.get("midpoint_metric", "accuracy"))
+    if phase == "eval" and metric != "accuracy":
+        head += (
+            f"\nmidpoint of {metric}: halfway from {float(ds.attrs['midpoint_reference']):.4g} "
+            f"to {float(ds.attrs['midpoint_end']):.4g}"
+        )
     return "\n".join([head, text_table(rows), *_footnotes(result, phase, table)])
 
 

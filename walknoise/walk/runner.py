@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from walknoise.data import has_labels
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import Fanout, cell_seed, hooks, make_generator
 from walknoise.noise.kinds import Noise
 from walknoise.noise.points import GLOBAL
 from walknoise.noise.sites import tap
 from walknoise.walk.batchstats import mixes_samples
-from walknoise.walk.metrics import BatchStats, score
+from walknoise.walk.metrics import BatchStats, extra, score
 
 ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
 
@@ -34,6 +35,12 @@ class Clean:
     num_classes: int
     output_std: dict[str, float]
     """Std of each point's clean output (over all samples and elements), for relative σ."""
+    topk_accuracy: float = float("nan")
+    """Clean top-``topk`` accuracy."""
+    kl_uniform: float = float("nan")
+    """Mean over samples of KL(p_clean ‖ uniform) = log C − H(p_clean): the KL metric's end."""
+    topk: int = 1
+    """The k of ``topk_accuracy``."""
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterable[tuple[torch.Tensor, ...]]:
@@ -42,9 +49,15 @@ def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> Iterable[tuple[torch
 
 
 def clean_pass(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: Sequence[str], batch_size: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    points: Sequence[str],
+    batch_size: int,
+    topk: int = 1,
 ) -> Clean:
-    """Clean accuracy and loss, and the output std of every point (one pass over the data)."""
+    """Clean accuracy, top-``topk`` accuracy and loss, the mean KL of the clean output
+    distribution from uniform, and the output std of every point (one pass over the data)."""
     sums = {p: torch.zeros(3, dtype=torch.float64) for p in points}
 
     def record(name: str) -> Callable[[torch.Tensor], None]:
@@ -57,7 +70,7 @@ def clean_pass(
         return hook
 
     handles = [h for p in points for h in tap(model, p, record(p))]  # the noise's own tensor
-    stats, classes = None, 0
+    stats, classes, labelled = None, 0, has_labels(y)
     try:
         with torch.inference_mode():
             for xb, yb in batches(x, y, batch_size):
@@ -66,17 +79,41 @@ def clean_pass(
                     classes = int(logits.shape[-1])
                     _check_labels(y, classes)
                     stats = BatchStats.zeros(1, x.device)
-                c, loss, fin = score(logits.unsqueeze(0), yb)
+                    uniform = torch.zeros_like(logits[:1])
+                c, loss, fin = _score(logits.unsqueeze(0), yb, labelled)
                 stats.correct += c
                 stats.loss_sum += loss
                 stats.finite += fin
+                stats.add_extra(slice(None), logits.unsqueeze(0), yb, logits, min(topk, classes))
+                # KL(p_clean ‖ uniform): the clean logits as "clean", uniform ones as "noisy"
+                # (add_extra counted the rows and added KL 0 of the clean output from itself)
+                assert stats.kl_sum is not None
+                stats.kl_sum += extra(uniform.expand_as(logits).unsqueeze(0), yb, logits, 1)[2]
                 stats.total += len(yb)
     finally:
         for h in handles:
             h.remove()
     assert stats is not None
+    stats.labelled = labelled
     std = {p: _std(s) for p, s in sums.items()}
-    return Clean(float(stats.accuracy()[0]), float(stats.mean_loss()[0]), classes, std)
+    k = min(topk, classes)
+    return Clean(
+        float(stats.accuracy()[0]),
+        float(stats.mean_loss()[0]),
+        classes,
+        std,
+        float(stats.topk_accuracy()[0]),
+        float(stats.mean_kl()[0]),
+        k,
+    )
+
+
+def _score(logits: torch.Tensor, y: torch.Tensor, labelled: bool) -> tuple[torch.Tensor, ...]:
+    """:func:`score`, or for data without labels zero counts and only the finite rows."""
+    if labelled:
+        return score(logits, y)
+    zero = torch.zeros(logits.shape[0], dtype=torch.int64, device=logits.device)
+    return zero, zero.double(), torch.isfinite(logits).all(dim=-1).sum(dim=1)
 
 
 def _check_labels(y: torch.Tensor, classes: int) -> None:
@@ -130,10 +167,14 @@ class LayerRunner:
         max_batch: int,
         widths: Mapping[str, int] | None = None,
         progress: Callable[[float], None] | None = None,
+        topk: int | None = None,
     ) -> None:
         """``progress`` is called after each batch with the cells it finished: the batch's
-        share of the samples, once per σ."""
+        share of the samples, once per σ. With ``topk`` set, the stats also hold top-``topk``
+        accuracy, agreement with the clean model and KL from it, at the price of one clean
+        forward pass per batch (without it, those sums stay zero)."""
         self.model, self.x, self.y, self.noise = model, x, y, noise
+        self.topk = topk
         self.progress = progress
         self.sigmas = torch.tensor(list(sigmas), dtype=torch.float32, device=x.device)
         self.batch_size, self.max_batch = batch_size, max_batch
@@ -168,9 +209,15 @@ class LayerRunner:
         return self._repeat(points, scales, gen)
 
     def run_repeats(
-        self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int, repeats: int
+        self,
+        layer: str,
+        points: Sequence[str],
+        scales: Sequence[float],
+        seed: int,
+        repeats: int,
+        metric: str = "accuracy",
     ) -> np.ndarray:
-        """Accuracy of each repeat at the runner's single σ, the repeats stacked as copies:
+        """``metric`` of each repeat at the runner's single σ, the repeats stacked as copies:
         each draws from its own generator what ``run_repeat`` draws for it alone."""
         if len(self.sigmas) != 1:
             raise ValueError("run_repeats needs a runner of one σ")  # a bug, not user input
@@ -178,8 +225,9 @@ class LayerRunner:
         stacked = LayerRunner(
             self.model, self.x, self.y, self.noise, [float(self.sigmas[0])] * repeats,
             batch_size=self.batch_size, max_batch=self.max_batch, widths=self.widths,
+            topk=self.topk,
         )  # fmt: skip
-        return stacked._repeat(points, scales, None, gens).accuracy()
+        return stacked._repeat(points, scales, None, gens).values(metric)
 
     def _repeat(
         self,
@@ -192,11 +240,13 @@ class LayerRunner:
         fanout_ok: bool | None = None  # undecided until a pass stacks two copies
         fo = Fanout(sigmas=self.sigmas)
         stats = BatchStats.zeros(len(self.sigmas), self.x.device)
+        stats.labelled = labelled = has_labels(self.y)
+        clean = self._clean_logits() if self.topk is not None else None
         with (
             hooks(self.model, points, fo, self.noise, [gen] * len(points), scales),
             torch.inference_mode(),
         ):
-            for xb, yb in batches(self.x, self.y, self.batch_size):
+            for b, (xb, yb) in enumerate(batches(self.x, self.y, self.batch_size)):
                 fo.new_batch(len(xb))
                 chunk = self.chunk(len(xb), points)
                 for start in range(0, len(self.sigmas), chunk):
@@ -206,14 +256,23 @@ class LayerRunner:
                     else:
                         fo.new_copies(sig, gens[start : start + chunk])
                     logits, fanout_ok = self._forward(xb, fo, fanout_ok)
-                    c, ls, fin = score(logits.reshape(len(sig), len(xb), -1), yb)
+                    c, ls, fin = _score(logits.reshape(len(sig), len(xb), -1), yb, labelled)
                     stats.correct[start : start + chunk] += c
                     stats.loss_sum[start : start + chunk] += ls
                     stats.finite[start : start + chunk] += fin
+                    if clean is not None and self.topk is not None:
+                        stats.add_extra(slice(start, start + chunk), logits.reshape(
+                            len(sig), len(xb), -1), yb, clean[b], self.topk)  # fmt: skip
                 stats.total += len(yb)
                 if self.progress is not None:
                     self.progress(len(self.sigmas) * len(xb) / len(self.x))
         return stats
+
+    def _clean_logits(self) -> list[torch.Tensor]:
+        """The clean model's logits, one tensor per batch, computed without noise hooks
+        (before they are attached: one clean forward pass per batch)."""
+        with torch.inference_mode():
+            return [self.model(xb) for xb, _ in batches(self.x, self.y, self.batch_size)]
 
     def _forward(
         self, xb: torch.Tensor, fo: Fanout, fanout_ok: bool | None

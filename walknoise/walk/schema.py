@@ -120,7 +120,11 @@ SEARCH_VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "sigma evaluated by the midpoint search or refinement, in order",
         "sigma",
     ),
-    "search_accuracy": (("layer", "visit", "repeat"), "accuracy at search_sigma", "1"),
+    "search_accuracy": (
+        ("layer", "visit", "repeat"),
+        "the midpoint metric (midpoint_metric attribute) at search_sigma",
+        "1",
+    ),
     "search_visits": (("layer",), "number of sigma values evaluated beyond the grid", "1"),
 }
 SEARCH_COORDS = {"visit": ("evaluation of the midpoint search or refinement, in order", "1")}
@@ -149,3 +153,14 @@ TRAINED_MIDPOINT_VARIABLES = {
     for name, (dims, long_name, units) in MIDPOINT_VARIABLES.items()
 }
 MIDPOINT_INT_VARS = {"midpoint_nonmonotone", "trained_midpoint_nonmonotone"}
+
+# Metrics beyond top-1 (walknoise/walk/metrics.py): every eval scan records them.
+METRIC_VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "topk_accuracy": (CELL, "fraction of samples whose label is among the top-k logits", "1"),
+    "agreement": (CELL, "fraction of samples whose argmax equals the clean model's", "1"),
+    "kl_divergence": (
+        CELL,
+        "mean KL(p_clean || p_noisy) of the softmax outputs over finite rows",
+        "nat",
+    ),
+}

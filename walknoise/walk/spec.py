@@ -13,11 +13,15 @@ import numpy as np
 from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import KINDS, Combined
 from walknoise.types import SCAN_PHASES, DeviceName, NoiseKind, ScanPhase
+from walknoise.walk.metrics import METRICS
 from walknoise.walk.output import OutputKey, check_key, key_label
 
 # Fields that change how fast a scan runs but not a single number in it; a resumed scan may
 # change them freely.
 RUNTIME_FIELDS = ("device", "max_batch")
+# Fields added after results files were first written, with their defaults: left out of the
+# identity at their default, so that those files still resume.
+NEW_FIELDS: dict[str, object] = {"topk": 5, "metric": "accuracy"}
 # Most (σ, repeat) cells per layer: past it the preallocated grid alone needs gigabytes (and
 # the scan would run for years), so it is refused up front instead of dying in MemoryError.
 MAX_CELLS = 1_000_000
@@ -71,6 +75,12 @@ class ScanSpec:
     refine: bool = True
     """Eval phase: after the grid, evaluate extra σ inside the grid interval that holds each
     layer's midpoint until it is within ``rtol`` (with the grid's common random numbers)."""
+    topk: int = 5
+    """The k of the ``topk_accuracy`` variable (capped at the number of classes)."""
+    metric: str = "accuracy"
+    """What drives the midpoint (eval phase): ``accuracy``, ``topk`` (top-k accuracy),
+    ``agreement`` (with the clean model's predictions; needs no labels), ``kl`` (mean
+    KL(p_clean ‖ p_noisy)) or ``loss``; see docs/concepts.md, "Metrics"."""
     extra: dict[str, object] = field(default_factory=dict)
     """Free-form context recorded with the config (e.g. the data name)."""
     output_key: OutputKey = None
@@ -94,6 +104,7 @@ class ScanSpec:
                 argument="phase",
             )
         self._check_search_and_clamp()
+        self._check_metric()
         for name in ("repeats", "batch_size", "max_batch"):
             if getattr(self, name) < 1:
                 raise WalknoiseError(
@@ -126,6 +137,21 @@ class ScanSpec:
                 argument="clamp",
             )
 
+    def _check_metric(self) -> None:
+        if self.metric not in METRICS:
+            raise WalknoiseError(
+                f"unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}",
+                argument="metric",
+            )
+        if self.metric != "accuracy" and self.phase != "eval":
+            raise WalknoiseError(
+                f"metric={self.metric!r} needs phase='eval' (the train phase's midpoint is "
+                "that of accuracy); use metric='accuracy' or phase='eval'",
+                argument="metric",
+            )
+        if self.topk < 1:
+            raise WalknoiseError(f"topk={self.topk}; it must be at least 1", argument="topk")
+
     @property
     def records_visits(self) -> bool:
         """Whether eval cells evaluate σ beyond the grid (search or refinement)."""
@@ -153,6 +179,9 @@ class ScanSpec:
         d = self._plain()
         for key in RUNTIME_FIELDS:
             d.pop(key)
+        for key, default in NEW_FIELDS.items():  # files from before them resume
+            if d[key] == default:
+                d.pop(key)
         d["sigmas"] = list(d["sigmas"])
         return d
 

@@ -21,6 +21,7 @@ import xarray as xr
 from walknoise.errors import WalknoiseError
 from walknoise.io import netcdf
 from walknoise.walk.schema import (
+    METRIC_VARIABLES,
     MIDPOINT_INT_VARS,
     MIDPOINT_VARIABLES,
     SEARCH_COORDS,
@@ -74,6 +75,7 @@ ALL_VARIABLES = {
     **SEARCH_VARIABLES,
     **MIDPOINT_VARIABLES,
     **TRAINED_MIDPOINT_VARIABLES,
+    **METRIC_VARIABLES,
 }
 ALL_INT_VARS = INT_VARS | TRAIN_INT_VARS | MIDPOINT_INT_VARS
 ALL_COORDS = {**COORDS, **TRAIN_COORDS, **SEARCH_COORDS}
