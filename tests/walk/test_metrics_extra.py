@@ -8,10 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from scipy.special import rel_entr, softmax
 from torch import nn
 
 import walknoise
+from walknoise.cli.main import cli
 from walknoise.errors import WalknoiseError
 from walknoise.walk.metrics import BatchStats, Target, extra, midpoint
 
@@ -89,6 +91,11 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> nn.M
     return model.eval()
 
 
+def hundred_mlp() -> nn.Module:
+    """The architecture of ``hundred`` (an ``--arch`` factory for the CLI test)."""
+    return nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 100))
+
+
 @pytest.fixture(scope="module")
 def hundred() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A 100-class task a small MLP learns in a second: class = nearest of 100 centres."""
@@ -97,8 +104,7 @@ def hundred() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     y = torch.arange(400) % 100
     x = centres[y] + 0.3 * torch.randn(400, 16, generator=g)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 100))
-    return _fit(model, x, y, 150), x, y
+    return _fit(hundred_mlp(), x, y, 150), x, y
 
 
 def test_top5_scan_of_a_100_class_task(hundred) -> None:  # type: ignore[no-untyped-def]
@@ -184,3 +190,33 @@ def test_a_label_metric_without_labels_is_one_line(hundred) -> None:  # type: ig
             walknoise.scan(model, x, sigmas="1,10", metric=metric, progress=False)
     with pytest.raises(WalknoiseError, match="no labels, and phase='train'"):
         walknoise.scan(model, (x, None), sigmas="1,10", phase="train", progress=False)
+
+
+def test_cli_metric_and_topk_flags(hundred, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model, x, _ = hundred
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    torch.save({"x": x}, tmp_path / "inputs.pt")
+    args = ["scan", str(tmp_path / "sd.pt"), "--arch", f"{__name__}:hundred_mlp", "--data"]
+    args += [str(tmp_path / "inputs.pt"), "--sigmas", "log:1e-2:1e2:5", "--repeats", "2"]
+    args += ["--quiet", "-o", str(tmp_path / "r.h5"), "--topk", "3"]
+    ok = CliRunner().invoke(cli, [*args, "--metric", "kl"])
+    assert ok.exit_code == 0, ok.output
+    assert "midpoint of kl: halfway from 0 to" in ok.output
+    ds = walknoise.load(tmp_path / "r.h5").dataset
+    assert ds.attrs["midpoint_metric"] == "kl" and ds.attrs["topk"] == 3
+    bad = CliRunner().invoke(cli, [*args, "--metric", "loss", "--overwrite"])
+    assert bad.exit_code == 2
+    assert "error: --metric: " in bad.stderr and "has no labels" in bad.stderr
+
+
+def test_search_on_a_rising_metric_finds_the_refined_grid_midpoint(hundred) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = hundred
+    kw = dict(sigmas="log:1e-2:1e2:9", repeats=2, metric="kl", include_global=False)
+    grid = walknoise.scan(model, (x, y), progress=False, **kw)  # type: ignore[arg-type]
+    search = walknoise.scan(model, (x, y), midpoint_search=True, progress=False, **kw)  # type: ignore[arg-type]
+    a, b = grid.midpoints(), search.midpoints()
+    assert (b["status"] == 1).all()
+    # the same common-random-number curve, each answer pinned within rtol = 5% of its crossing
+    np.testing.assert_allclose(b["midpoint"], a["midpoint"], rtol=0.11)
+    visited = search.dataset["search_accuracy"].values
+    assert np.nanmin(visited) >= 0  # stored as KL itself, not the negated curve the search uses

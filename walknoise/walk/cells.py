@@ -22,7 +22,7 @@ from walknoise.devices import resolve_device
 from walknoise.noise.kinds import make_noise
 from walknoise.walk.guard import model_errors
 from walknoise.walk.layout import fast_layout
-from walknoise.walk.metrics import BatchStats, Midpoint, Target, layer_midpoint
+from walknoise.walk.metrics import NEEDS_CLEAN, BatchStats, Midpoint, Target, layer_midpoint
 from walknoise.walk.plan import Plan, target_of, widest_after
 from walknoise.walk.refine import Curve, midpoint_values, refine, visit_values
 from walknoise.walk.runner import LayerRunner
@@ -172,17 +172,18 @@ def _probe(plan: Plan, layer: str, nets: Sequence[nn.Module], target: Target) ->
     """The midpoint metric of each repeat at one σ (falling: see ``Target``), with the grid's
     draws; repeat r runs on ``nets[r]``."""
     spec, points, scales = plan.spec, plan.points_of(layer), plan.scales_of(layer)
+    extra = spec.metric in NEEDS_CLEAN  # else a probe's clean pass would be wasted
 
     def probe(sigma: float) -> np.ndarray:
         if all(net is nets[0] for net in nets):  # one model: the repeats stacked as copies
             return target.falling(
-                _runner(nets[0], plan, (sigma,)).run_repeats(
+                _runner(nets[0], plan, (sigma,), extra=extra).run_repeats(
                     layer, points, scales, spec.seed, spec.repeats, spec.metric
                 )
             )
         return target.falling(
             [
-                _runner(net, plan, (sigma,))
+                _runner(net, plan, (sigma,), extra=extra)
                 .run_repeat(layer, points, scales, spec.seed, r)
                 .values(spec.metric)[0]
                 for r, net in enumerate(nets)
@@ -220,7 +221,9 @@ def _runner(
     plan: Plan,
     sigmas: Sequence[float] | None = None,
     progress: Callable[[float], None] | None = None,
+    extra: bool = True,
 ) -> LayerRunner:
+    """``extra``: also top-k, agreement and KL (one clean forward pass per batch more)."""
     return LayerRunner(
         model,
         plan.x,
@@ -231,7 +234,7 @@ def _runner(
         max_batch=plan.spec.max_batch,
         widths=widest_after(plan.found),
         progress=progress,
-        topk=plan.clean.topk,
+        topk=plan.clean.topk if extra else None,
     )
 
 

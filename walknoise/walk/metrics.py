@@ -154,6 +154,8 @@ METRICS = ("accuracy", "topk", "agreement", "kl", "loss")
 LABEL_METRICS = ("accuracy", "topk", "loss")
 """Metrics that need the data's labels."""
 RISING = ("kl", "loss")
+NEEDS_CLEAN = ("topk", "agreement", "kl")
+"""Metrics a runner computes only with ``topk`` set (with the clean pass agreement/KL need)."""
 
 
 @dataclass(frozen=True)

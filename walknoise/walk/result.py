@@ -12,9 +12,17 @@ import xarray as xr
 from walknoise.errors import WalknoiseError
 from walknoise.io.result import ResultBase
 from walknoise.walk import store
-from walknoise.walk.schema import MIDPOINT_VARIABLES, SEARCH_VARIABLES
+from walknoise.walk.schema import METRIC_VARIABLES, MIDPOINT_VARIABLES, SEARCH_VARIABLES
 
-CELL_VARS = ("accuracy", "accuracy_drop", "loss", "nonfinite_fraction")
+CELL_VARS = (
+    "accuracy",
+    "accuracy_drop",
+    "loss",
+    "nonfinite_fraction",
+    "topk_accuracy",
+    "agreement",
+    "kl_divergence",
+)
 MIDPOINT_NAMES = (
     "midpoint",
     "midpoint_status",
@@ -91,6 +99,7 @@ class Result(ResultBase):
                 ds[name] = ds["trained_" + name]
         # eval-only variables with no train-phase counterpart would read as this phase's
         eval_only = ["nonfinite_fraction", "midpoint_per_repeat", *SEARCH_VARIABLES]
+        eval_only += list(METRIC_VARIABLES)
         return Result(ds.drop_vars(eval_only, errors="ignore"))
 
     @property
@@ -107,12 +116,13 @@ class Result(ResultBase):
         Columns:
 
         * ``midpoint``: σ where the repeat-mean accuracy first falls halfway from clean to
-          chance, interpolated linearly in log σ between ``bracket_low`` and
-          ``bracket_high``, the two evaluated σ around the crossing; ``within_rtol`` says
-          whether they are at most ``1 + rtol`` apart. In the eval phase the refinement
-          evaluates extra σ inside the grid interval until they are; a train-phase midpoint
-          (each σ a training) or one of a scan without refinement is known only to its
-          bracket, and should be read as the bracket.
+          chance (or the metric the file's ``midpoint_metric`` attribute names crosses
+          halfway from ``midpoint_reference`` to ``midpoint_end``), interpolated linearly
+          in log σ between ``bracket_low`` and ``bracket_high``, the two evaluated σ around
+          the crossing; ``within_rtol`` says whether they are at most ``1 + rtol`` apart.
+          In the eval phase the refinement evaluates extra σ inside the grid interval until
+          they are; a train-phase midpoint (each σ a training) or one of a scan without
+          refinement is known only to its bracket, and should be read as the bracket.
         * ``reached``, ``status``: 1 reached, 0 not reached (> σ max), -1 at or below σ min.
         * ``low``, ``high``: bootstrap 95% interval over the repeats. In the eval phase the
           repeats are independent noise draws on one model; in the train phase

@@ -45,7 +45,11 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "fraction of samples with inf/NaN logits",
         "1",
     ),
-    "midpoint": (("layer",), "midpoint noise level (halfway from clean to chance)", "sigma"),
+    "midpoint": (
+        ("layer",),
+        "midpoint noise level (halfway from midpoint_reference to midpoint_end)",
+        "sigma",
+    ),
     "midpoint_status": (
         ("layer",),
         "1 reached in grid, 0 not reached (> sigma max), -1 at or below sigma min",
