@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -220,3 +221,18 @@ def test_search_on_a_rising_metric_finds_the_refined_grid_midpoint(hundred) -> N
     np.testing.assert_allclose(b["midpoint"], a["midpoint"], rtol=0.11)
     visited = search.dataset["search_accuracy"].values
     assert np.nanmin(visited) >= 0  # stored as KL itself, not the negated curve the search uses
+
+
+def test_a_file_from_before_the_new_metrics_resumes(hundred, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model, x, y = hundred
+    out = tmp_path / "r.h5"
+    kw = dict(sigmas="log:1e-2:1e2:5", repeats=2, output=out, progress=False)
+    whole = walknoise.scan(model, (x, y), **kw).dataset  # type: ignore[arg-type]
+    with h5py.File(out, "a") as f:  # as an older walknoise left it, one layer short
+        for name in ("topk_accuracy", "agreement", "kl_divergence"):
+            del f[name]
+        f["layer_done"][-1] = 0
+        f["accuracy"][-1] = np.nan
+    resumed = walknoise.scan(model, (x, y), **kw).dataset  # type: ignore[arg-type]
+    assert "agreement" not in resumed
+    np.testing.assert_array_equal(resumed["accuracy"].values, whole["accuracy"].values)

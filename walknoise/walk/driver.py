@@ -293,6 +293,8 @@ def _run(
             log.warning("layer %s: %s", task.layer, outcome.message)
             failed.append(outcome)
             continue
+        # a file resumed from before a variable existed (e.g. topk_accuracy) keeps its own set
+        outcome.values = {k: v for k, v in outcome.values.items() if k in ds}
         if path is not None:
             store.write_layer(path, task.index, outcome.values, done=task.flag, whole=outcome.whole)
         _update(ds, task.index, outcome.values, task.flag, outcome.whole)
