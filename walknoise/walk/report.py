@@ -16,7 +16,7 @@ import pandas as pd
 from walknoise.errors import WalknoiseError
 from walknoise.table import text_table
 from walknoise.walk import store
-from walknoise.walk.metrics import BELOW_RANGE, REACHED
+from walknoise.walk.metrics import BELOW_RANGE, REACHED, RISING
 from walknoise.walk.result import Result
 
 MAX_DIGITS = 3  # significant digits when the interval allows more (or there is none)
@@ -129,7 +129,10 @@ def _footnotes(result: Result, phase: str, table: pd.DataFrame) -> list[str]:
             f"{result.rtol:g} apart ({why})"
         )
     if reached["nonmonotone"].any() or table["nonmonotone"].any():
-        lines.append("non-monotone: mean accuracy rises again after the crossing")
+        metric = str(result.dataset.attrs.get("midpoint_metric", "accuracy"))
+        again = "falls" if metric in RISING and phase == "eval" else "rises"
+        name = metric if phase == "eval" else "accuracy"
+        lines.append(f"non-monotone: mean {name} {again} again after the crossing")
     nonfinite = result.dataset.get("nonfinite_fraction")
     if phase == "eval" and nonfinite is not None and bool((nonfinite > 0).any()):
         first = float(result.sigmas[np.flatnonzero((nonfinite > 0).any(["layer", "repeat"]))[0]])
