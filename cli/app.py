@@ -165,7 +165,7 @@ def cli_terms(text: str, command: click.Command | None) -> str:
         flag = max(param.opts, key=len)
         name = re.escape(param.name)
         text = re.sub(rf"(?<![\w.-]){name}=True\b", flag, text)
-        fix = rf"(\b(?:e\.g\.|pass|use|or|with) ){name}=(?=['\"])"  # not a reported value
+        fix = rf"(\b(?:e\.g\.|pass|use|or|with|choose) ){name}=(?=['\"])"  # not a reported value
         text = re.sub(fix, rf"\g<1>{flag} ", text)  # a flag holds no backslash
     return text
 

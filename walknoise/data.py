@@ -219,7 +219,7 @@ def load_file(path: str | Path) -> TensorData:
             raise ValueError("not a zip archive")
         else:
             with np.load(path, allow_pickle=False) as npz:
-                content = {k: npz[k] for k in ("x", "y") if k in npz.files}
+                content = {k: (npz[k] if k in ("x", "y") else None) for k in npz.files}
     except Exception as exc:
         # torch's own text is a long essay on weights_only; its type name is enough.
         why = f"{type(exc).__name__}: corrupt, or holds non-tensor objects"
@@ -235,6 +235,12 @@ def load_file(path: str | Path) -> TensorData:
         )
     if "x" not in content:
         raise WalknoiseError(f"data file {path} has no key 'x'; expected {FILE_LAYOUT}")
+    others = sorted(str(k) for k in content if k not in ("x", "y"))
+    if "y" not in content and others:  # a misnamed label key, not data meant to be unlabelled
+        raise WalknoiseError(
+            f"data file {path} has no key 'y' (its keys: x, {', '.join(others)}); save the labels "
+            "as 'y', or save x alone for data without labels"
+        )
     return _pair(content["x"], content.get("y"), str(path))  # no y: data without labels
 
 

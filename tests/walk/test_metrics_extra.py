@@ -208,6 +208,7 @@ def test_cli_metric_and_topk_flags(hundred, tmp_path) -> None:  # type: ignore[n
     bad = CliRunner().invoke(cli, [*args, "--metric", "loss", "--overwrite"])
     assert bad.exit_code == 2
     assert "error: --metric: " in bad.stderr and "has no labels" in bad.stderr
+    assert "choose --metric 'agreement' or --metric 'kl'" in bad.stderr  # both fixes as flags
 
 
 def test_search_on_a_rising_metric_finds_the_refined_grid_midpoint(hundred) -> None:  # type: ignore[no-untyped-def]
