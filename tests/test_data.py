@@ -350,3 +350,13 @@ def test_bad_datasets_and_types() -> None:
         resolve_data(Ragged())
     with pytest.raises(WalknoiseError, match=r"type int; pass 'mnist'.*\.pt or \.npz.*DataLoader"):
         resolve_data(3)
+
+
+@pytest.mark.parametrize("how", ["pair", "file"])
+def test_labels_all_minus_one_are_refused_not_taken_for_no_labels(tmp_path: Path, how: str) -> None:
+    # -1 is walknoise's internal "no label"; a user's y of all -1 is a labelling mistake
+    x, y = np.zeros((3, 1, 4, 4), np.float32), np.full(3, -1)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    data: object = (x, y) if how == "pair" else tmp_path / "d.npz"
+    with pytest.raises(WalknoiseError, match="3 negative labels"):
+        resolve_data(data)

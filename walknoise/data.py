@@ -195,8 +195,18 @@ def _as_tensor(value: object, what: str, name: str) -> torch.Tensor:
 
 def _pair(x: object, y: object, name: str) -> TensorData:
     """``y=None``: data without labels."""
-    labels = None if y is None else _as_tensor(y, "y", name)
+    labels = None if y is None else _given_labels(_as_tensor(y, "y", name), name)
     return TensorData(_as_tensor(x, "x", name), labels, name)  # type: ignore[arg-type]
+
+
+def _given_labels(y: torch.Tensor, name: str) -> torch.Tensor:
+    """Labels a user gave: never negative, so a y of all -1 cannot pass for "no labels"."""
+    n_neg = int((y < 0).sum()) if y.dtype in _INT_DTYPES else 0
+    if n_neg:
+        raise WalknoiseError(
+            f"y in {name} has {n_neg} negative labels; expected class labels 0..C-1: remap them"
+        )
+    return y
 
 
 def load_file(path: str | Path) -> TensorData:
@@ -259,7 +269,7 @@ def _stack_pairs(items: Iterable[object], name: str, batched: bool) -> TensorDat
     # A DataLoader without automatic batching yields single samples, so stack instead of cat.
     join = torch.cat if batched and ys[0].ndim >= 1 else torch.stack
     try:
-        return TensorData(join(xs), join(ys), name)
+        return TensorData(join(xs), _given_labels(join(ys), name), name)
     except RuntimeError as exc:
         raise WalknoiseError(
             f"cannot combine the samples of {name} ({_first_line(exc)}); expected every x to "
