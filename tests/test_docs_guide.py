@@ -104,7 +104,7 @@ def test_own_model_guide_runs_as_written(guide_dir: Path) -> None:
     df, result = namespace["df"], namespace["result"]
     assert list(df.columns) == [
         *("layer", "sigma", "repeat", "accuracy", "accuracy_drop", "loss"),
-        "nonfinite_fraction",
+        *("nonfinite_fraction", "topk_accuracy", "agreement", "kl_divergence"),
     ]
     assert len(df) == len(result.layers) * len(result.sigmas) * 2
     assert list(namespace["wide"].columns) == result.layers
