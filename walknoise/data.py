@@ -81,9 +81,7 @@ def _validated(x: torch.Tensor, y: torch.Tensor, name: str) -> tuple[torch.Tenso
     y = y.detach().to(torch.int64)
     n_neg = int((y < 0).sum())
     if n_neg and not bool((y == NO_LABEL).all()):  # all NO_LABEL: data without labels
-        raise WalknoiseError(
-            f"y in {name} has {n_neg} negative labels; expected class labels 0..C-1: remap them"
-        )
+        raise _negative_labels(n_neg, name)
     n_bad = int((~torch.isfinite(x)).sum())
     if n_bad:
         raise WalknoiseError(
@@ -203,10 +201,14 @@ def _given_labels(y: torch.Tensor, name: str) -> torch.Tensor:
     """Labels a user gave: never negative, so a y of all -1 cannot pass for "no labels"."""
     n_neg = int((y < 0).sum()) if y.dtype in _INT_DTYPES else 0
     if n_neg:
-        raise WalknoiseError(
-            f"y in {name} has {n_neg} negative labels; expected class labels 0..C-1: remap them"
-        )
+        raise _negative_labels(n_neg, name)
     return y
+
+
+def _negative_labels(n_neg: int, name: str) -> WalknoiseError:
+    return WalknoiseError(
+        f"y in {name} has {n_neg} negative labels; expected class labels 0..C-1: remap them"
+    )
 
 
 def load_file(path: str | Path) -> TensorData:
