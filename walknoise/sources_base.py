@@ -94,14 +94,14 @@ class Source(ABC):
         return self._read(0, max(1, min(n, len(self))))[0]
 
     def _cache(self) -> _Cache:
-        cache = self.__dict__.get("_cache")
+        cache = self.__dict__.get("_per_process")
         if not isinstance(cache, _Cache):
-            cache = self.__dict__["_cache"] = _Cache()
+            cache = self.__dict__["_per_process"] = _Cache()
         return cache
 
     def __getstate__(self) -> dict[str, Any]:
         """The recipe alone: open files, datasets and the read counter stay in this process."""
-        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+        return {k: v for k, v in self.__dict__.items() if k != "_per_process"}
 
     def _sampled_identity(self, header: str, sample: Any) -> str:
         """sha256 over ``header`` (length, dtypes, shapes), the normalisation, and the stored

@@ -214,7 +214,8 @@ def _rebatch(
         x, y = _split_item(item, name)
         if (y is not None) != built.labelled:
             raise WalknoiseError(f"{name} yields items with and without labels; yield one kind")
-        x, y = (x, y) if built.batched else (x[None], None if y is None else y.reshape(1))
+        if not (built.batched or (y is not None and y.ndim == 1)):  # a sample: scalar label
+            x, y = x[None], None if y is None else y.reshape(1)
         cut = min(skip, len(x))
         skip -= cut
         if cut == len(x):

@@ -81,10 +81,10 @@ class NpyArrays(Source):
         labels = (
             None if y is None else _given_labels(_as_tensor(_native(y), "y", self.name), self.name)
         )
-        first = _as_tensor(_native(np.array(x[:1] if x.ndim else x)), "x", self.name)
-        _validated(first, _first_labels(labels, len(first)), self.name)  # dtype/shape messages
         if labels is not None:  # all of them, now: y is small
             _validated(torch.zeros(len(labels), 1), labels, self.name)
+        first = _as_tensor(_native(np.array(x[:1] if x.ndim else x)), "x", self.name)
+        _validated(first, _first_labels(labels, len(first)), self.name)  # dtype/shape messages
         return x, y
 
     def __len__(self) -> int:
