@@ -213,12 +213,12 @@ def test_npy_bad_arrays(tmp_path: Path, x: np.ndarray, y: np.ndarray | None, mat
 
 
 def test_npy_bad_paths_and_values(tmp_path: Path) -> None:
-    with pytest.raises(WalknoiseError, match="holds neither x.npy nor IDX files"):
+    with pytest.raises(WalknoiseError, match=r"holds neither x\.npy nor IDX files"):
         open_source(tmp_path)
     np.save(tmp_path / "x.npy", np.zeros((2, 2), np.float32))
     with pytest.raises(WalknoiseError, match=r"is one .npy file; pass a directory holding x.npy"):
         open_source(tmp_path / "x.npy")
-    with pytest.raises(WalknoiseError, match="no such file: .*y.npy"):
+    with pytest.raises(WalknoiseError, match=r"no such file: .*y\.npy"):
         NpyArrays(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.npy").write_bytes(b"not numpy")
