@@ -128,6 +128,8 @@ def make_loader():
 
 class Stream(IterableDataset):
     def __iter__(self):
+        with open("passes.log", "a") as log:
+            log.write("pass" + chr(10))
         x, y = _xy()
         return iter([(x[i : i + 5], y[i : i + 5]) for i in range(0, len(x), 5)])
 
@@ -383,3 +385,17 @@ def test_batch_arguments_checked(tmp_path: Path) -> None:
     for bs, start in ((0, 0), (4, -1)):
         with pytest.raises(WalknoiseError, match="pass batch_size >= 1 and start >= 0"):
             list(src.batches(bs, start))
+
+
+def test_pickled_iterable_factory_is_not_counted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = _arrays(12)
+    src = _source_of("iterable", tmp_path, monkeypatch, x, y)
+    log = tmp_path / "passes.log"
+    opened = len(log.read_text().splitlines())  # labels, shape, length: counted once
+    assert opened <= 2 and (len(src), src.input_shape, src.labelled) == (12, (3, 4, 4), True)
+    back = pickle.loads(pickle.dumps(src))
+    assert (len(back), back.input_shape, back.labelled) == (12, (3, 4, 4), True)
+    _check_batches(back, x, y, 5)
+    assert len(log.read_text().splitlines()) == opened + 1  # the pass itself, nothing more

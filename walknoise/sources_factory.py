@@ -24,13 +24,15 @@ __all__ = ["Factory"]
 
 @dataclass(frozen=True)
 class _Built:
-    """A factory's output, ready to read: map-style (``loader`` None) or iterable."""
+    """A factory's output and what one look at it told; pickled without ``dataset``, so a
+    worker does not count an iterable dataset again."""
 
     dataset: Any  # a map-style Dataset, or the iterable (IterableDataset / DataLoader)
     iterable: bool
     batched: bool  # the iterable yields batches (a DataLoader with a batch size)
     labelled: bool
     length: int
+    shape: tuple[int, ...]  # of one input
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +62,7 @@ class Factory(Source):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.head(1).shape[1:])
+        return self._built().shape
 
     @property
     def labelled(self) -> bool:
@@ -69,7 +71,10 @@ class Factory(Source):
     def _built(self) -> _Built:
         cache = self._cache()
         if cache.opened is None:
-            cache.opened = _build(self.spec, self.name)
+            known = self.__dict__.get("_meta")
+            built = _build(self.spec, self.name, known if isinstance(known, _Built) else None)
+            self.__dict__["_meta"] = replace(built, dataset=None)
+            cache.opened = built
         return cache.opened  # type: ignore[no-any-return]
 
     def _read(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,8 +147,9 @@ def _factory_error(spec: str, why: str) -> WalknoiseError:
     )
 
 
-def _build(spec: str, name: str) -> _Built:
-    """Import and call the factory ``spec``; inspect its first item."""
+def _build(spec: str, name: str, known: _Built | None) -> _Built:
+    """Import and call the factory ``spec``; inspect its first item (an iterable dataset:
+    count it, unless ``known`` from the process that opened it first)."""
     module_name, _, attr = spec.rpartition(":")
     import_from_cwd()
     try:
@@ -161,24 +167,29 @@ def _build(spec: str, name: str) -> _Built:
         raise _factory_error(spec, f"raised {first_line(exc)}") from exc
     dataset = out.dataset if isinstance(out, DataLoader) else out
     if isinstance(dataset, IterableDataset):
+        if known is not None:
+            return replace(known, dataset=out)
         batched = isinstance(out, DataLoader) and out.batch_size is not None
-        return _counted(_Built(out, True, batched, False, 0), spec)
+        return _counted(_Built(out, True, batched, False, 0, ()), spec)
     if not isinstance(dataset, Dataset):
         raise _factory_error(spec, f"returned a {type(out).__name__}, not a Dataset/DataLoader")
     if not isinstance(dataset, Sized) or len(dataset) < 1:
         raise _factory_error(spec, "returned a Dataset without samples (or without __len__)")
-    _, y = _split_item(dataset[0], name)
-    return _Built(dataset, False, False, y is not None, len(dataset))
+    x, y = _split_item(dataset[0], name)
+    return _Built(dataset, False, False, y is not None, len(dataset), tuple(x.shape))
 
 
 def _counted(built: _Built, name: str) -> _Built:
-    """An iterable dataset's labelledness and length: one pass."""
+    """An iterable dataset's labelledness, input shape and length: one pass."""
     first = next(iter(built.dataset), None)
     if first is None:
         raise _factory_error(name, "returned a dataset without samples")
-    labelled = _split_item(first, name)[1] is not None
-    built = replace(built, labelled=labelled)
-    return replace(built, length=sum(len(x) for x, _ in _rebatch(built, STATS_BATCH, name)))
+    built = replace(built, labelled=_split_item(first, name)[1] is not None)
+    length = 0
+    for x, _ in _rebatch(built, STATS_BATCH, name):
+        built = built if length else replace(built, shape=tuple(x.shape[1:]))
+        length += len(x)
+    return replace(built, length=length)
 
 
 def _split_item(item: object, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
