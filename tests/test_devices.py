@@ -18,7 +18,7 @@ from torch import nn
 import walknoise
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
-from walknoise.noise.inject import cell_seed
+from walknoise.noise.inject import batch_seed
 
 GPU = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
@@ -27,7 +27,7 @@ SCAN = dict(sigmas="log:1e-2:1e2:9", repeats=3, progress=False, batch_size=128)
 
 def by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str, sigma: float) -> float:
     """Cell (layer, σ, repeat 0) with a plain hook and the cell's own CUDA generator."""
-    gen = torch.Generator(device="cuda").manual_seed(cell_seed(0, layer, 0))
+    gen = torch.Generator(device="cuda")
     module = dict(model.named_modules())[layer]
 
     def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
@@ -38,6 +38,7 @@ def by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str, sigm
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), 128):
+            gen.manual_seed(batch_seed(0, layer, 0, start // 128))
             logits = model(x[start : start + 128])
             correct += int((logits.argmax(1) == y[start : start + 128]).sum())
     handle.remove()

@@ -16,7 +16,7 @@ from torch import nn
 
 import walknoise
 from tests.cli.conftest import assert_user_error, invoke
-from walknoise.noise.inject import cell_seed
+from walknoise.noise.inject import batch_seed
 
 MODELS = """
 import torch
@@ -162,7 +162,7 @@ def by_hand(
     module_name, _, call = point.partition("#")
     acc = np.zeros((len(SIGMAS), REPEATS))
     for r in range(REPEATS):
-        hand = HandNoise(torch.Generator().manual_seed(cell_seed(0, point, r)), int(call or 1))
+        hand = HandNoise(torch.Generator(), int(call or 1))
         handle = (
             model.register_forward_pre_hook(hand.pre_hook)
             if point == "<input>"
@@ -170,7 +170,8 @@ def by_hand(
         )
         for start in range(0, N, BATCH):
             xb, yb = x[start : start + BATCH], y[start : start + BATCH]
-            hand.eps = None  # a new batch: the next draw of the generator
+            hand.eps = None  # a new batch: a draw from its own generator
+            hand.gen.manual_seed(batch_seed(0, point, r, start // BATCH))
             for i, sigma in enumerate(SIGMAS):
                 hand.sigma, hand.seen = sigma, 0
                 with torch.no_grad():

@@ -13,7 +13,7 @@ from torch import nn
 import walknoise
 from tests.conftest import Residual, assert_same_accuracy, fit, learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
-from walknoise.noise.inject import cell_seed
+from walknoise.noise.inject import batch_seed
 from walknoise.walk import cells, runner
 from walknoise.walk.spec import ScanSpec
 
@@ -31,7 +31,7 @@ def by_hand(
     seed: int = 0,
 ) -> float:
     """One cell recomputed with a plain hook and its own draws from the cell's seed."""
-    gen = torch.Generator().manual_seed(cell_seed(seed, layer, repeat))
+    gen = torch.Generator()
     module = dict(model.named_modules())[layer]
 
     def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,7 @@ def by_hand(
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch):
+            gen.manual_seed(batch_seed(seed, layer, repeat, start // batch))
             logits = model(x[start : start + batch])
             correct += int((logits.argmax(1) == y[start : start + batch]).sum())
     handle.remove()

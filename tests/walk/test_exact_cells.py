@@ -14,7 +14,7 @@ from torch import nn
 import walknoise
 from tests.conftest import learnable_data, tiny_mlp
 from walknoise.data import TensorData
-from walknoise.noise.inject import cell_seed, make_generator
+from walknoise.noise.inject import batch_seed, make_generator
 from walknoise.noise.kinds import Additive
 from walknoise.training import TrainConfig, evaluate
 from walknoise.walk.trainphase import TrainPhase, train_under_noise
@@ -27,13 +27,13 @@ BATCH = 200
 
 def by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigmas: list[float]) -> list[int]:
     """Correct counts with additive noise after ``act1`` (repeat 0, seed 0), in float64."""
-    gen = make_generator(cell_seed(0, "act1", 0))
     w1, b1 = model.fc1.weight.double(), model.fc1.bias.double()
     w2, b2 = model.fc2.weight.double(), model.fc2.bias.double()
     correct = [0] * len(sigmas)
     for start in range(0, len(x), BATCH):
         xb, yb = x[start : start + BATCH].flatten(1).double(), y[start : start + BATCH]
-        eps = torch.randn((1, len(xb), 32), generator=gen)[0].double()  # one draw per batch
+        gen = make_generator(batch_seed(0, "act1", 0, start // BATCH))  # one per batch
+        eps = torch.randn((1, len(xb), 32), generator=gen)[0].double()
         h = torch.relu(xb @ w1.T + b1)
         for i, sigma in enumerate(sigmas):
             logits = (h + sigma * eps) @ w2.T + b2

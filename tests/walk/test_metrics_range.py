@@ -18,7 +18,7 @@ from torch import nn
 
 import walknoise
 from tests.conftest import assert_same_accuracy
-from walknoise.noise.inject import cell_seed
+from walknoise.noise.inject import batch_seed
 from walknoise.walk import plots
 
 matplotlib.use("Agg")
@@ -53,12 +53,12 @@ def test_multiplicative_noise_after_relu_levels_off_at_a_plateau(trained_mlp, da
 
 def plateau(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeat: int) -> float:
     """Accuracy of argmax(W·(act1 ⊙ ε)): the limit σ → ∞, with the scan's draws of ε
-    (one per batch of 500 from the (layer, repeat) generator, as the scan draws them)."""
-    gen = torch.Generator().manual_seed(cell_seed(0, "act1", repeat))
+    (one per batch of 500 from the (layer, repeat, batch) generator, as the scan draws them)."""
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), 500):
             h = model.act1(model.fc1(model.flatten(x[start : start + 500])))
+            gen = torch.Generator().manual_seed(batch_seed(0, "act1", repeat, start // 500))
             eps = torch.randn((1, *h.shape), generator=gen)[0]
             pred = ((h * eps) @ model.fc2.weight.T).argmax(1)
             correct += int((pred == y[start : start + 500]).sum())

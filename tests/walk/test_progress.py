@@ -10,6 +10,7 @@ import pytest
 import walknoise
 from walknoise.noise.kinds import make_noise
 from walknoise.walk import driver
+from walknoise.walk.clean import Tensors
 from walknoise.walk.runner import LayerRunner
 
 SIGMAS = (0.1, 1.0, 10.0)
@@ -19,7 +20,7 @@ def test_the_runner_reports_each_batch_in_cells(trained_mlp, data) -> None:
     x, y = data  # 600 samples in batches of 250: 250, 250, 100
     calls: list[float] = []
     runner = LayerRunner(
-        trained_mlp, x, y, make_noise("additive"), SIGMAS, batch_size=250, max_batch=500,
+        trained_mlp, Tensors(x, y), make_noise("additive"), SIGMAS, batch_size=250, max_batch=500,
         progress=calls.append,
     )  # fmt: skip
     runner.run_repeat("fc1", ["fc1"], [1.0], 0, 0)

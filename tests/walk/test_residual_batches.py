@@ -16,7 +16,7 @@ from torch import nn
 
 import walknoise
 from tests.cli.conftest import invoke
-from walknoise.noise.inject import cell_seed, make_generator
+from walknoise.noise.inject import batch_seed, make_generator
 
 LAYER, SIGMAS, SEED = "block.conv1", (0.3, 3.0), 0
 
@@ -71,19 +71,18 @@ def _add_noise(sigma: float, gen: torch.Generator):  # type: ignore[no-untyped-d
 
 def _by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> np.ndarray:
     """Accuracy per σ: a hook adds σ·ε at the layer, ε drawn per batch from the cell's
-    generator (the draws a scan shares between all σ of a repeat)."""
+    (layer, repeat, batch) generator (the draws a scan shares between all σ of a repeat)."""
     module = dict(model.named_modules())[LAYER]
     accuracy = []
     for sigma in SIGMAS:
-        handle = module.register_forward_hook(
-            _add_noise(sigma, make_generator(cell_seed(SEED, LAYER, 0)))
-        )
+        gen = make_generator(0)
+        handle = module.register_forward_hook(_add_noise(sigma, gen))
+        correct = 0
         try:
             with torch.inference_mode():
-                correct = sum(
-                    int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
-                    for i in range(0, len(x), batch)
-                )
+                for i in range(0, len(x), batch):
+                    gen.manual_seed(batch_seed(SEED, LAYER, 0, i // batch))
+                    correct += int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
         finally:
             handle.remove()
         accuracy.append(correct / len(x))

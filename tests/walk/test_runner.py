@@ -15,7 +15,8 @@ from torch import nn
 import walknoise
 from tests.conftest import Residual, assert_same_accuracy, fit, learnable_data, tiny_mlp
 from walknoise.noise.kinds import make_noise
-from walknoise.walk import metrics, runner
+from walknoise.walk import runner
+from walknoise.walk.clean import Tensors
 
 # Runs in a fresh interpreter so that peak RSS (VmHWM) belongs to these scans alone: the cnn
 # zoo model, 11 entries × 10 σ × 10 repeats = 1,100 cells on 16 MNIST images, scanned three
@@ -87,7 +88,7 @@ def test_memory_stays_flat_over_1000_cells(tmp_path: Path) -> None:
 
 def test_interrupted_scan_leaves_no_hooks(trained_mlp, data, monkeypatch) -> None:
     calls = {"n": 0}
-    score = metrics.score
+    score = runner.score_of
 
     def interrupted(*args):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -95,7 +96,7 @@ def test_interrupted_scan_leaves_no_hooks(trained_mlp, data, monkeypatch) -> Non
             raise KeyboardInterrupt
         return score(*args)
 
-    monkeypatch.setattr("walknoise.walk.runner.score", interrupted)
+    monkeypatch.setattr("walknoise.walk.runner.score_of", interrupted)
     with pytest.raises(KeyboardInterrupt):
         walknoise.scan(trained_mlp, data, sigmas="0.1,1,10", repeats=3, progress=False)
     assert calls["n"] == 5
@@ -123,7 +124,7 @@ def test_stacked_repeats_draw_what_each_repeat_draws_alone(
     layer = points[0] if len(points) == 1 else "<global>"
     for sigma in (0.3, 3.0):
         one = runner.LayerRunner(
-            model, x, y, make_noise(noise), [sigma], batch_size=64, max_batch=4096
+            model, Tensors(x, y), make_noise(noise), [sigma], batch_size=64, max_batch=4096
         )
         alone = [one.run_repeat(layer, points, [1.0] * len(points), 7, r) for r in range(5)]
         alone_acc = np.array([s.accuracy()[0] for s in alone])

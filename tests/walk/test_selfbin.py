@@ -18,7 +18,7 @@ from torch import nn
 import walknoise
 from tests.conftest import assert_same_accuracy, learnable_data, tiny_mlp
 from walknoise.data import TensorData
-from walknoise.noise.inject import cell_seed, make_generator
+from walknoise.noise.inject import batch_seed, make_generator
 from walknoise.noise.kinds import Multiplicative
 from walknoise.training import TrainConfig
 from walknoise.walk.schema import TRAIN_VARIABLES
@@ -63,11 +63,11 @@ def by_hand(
     model: nn.Module, sigma: float, code: Callable[[torch.Tensor], torch.Tensor] = lambda h: h
 ) -> float:
     """Accuracy with y(1 + σε) at act1 after ``code``, ε drawn per batch as the cell does."""
-    gen = make_generator(cell_seed(SEED, "act1", REPEAT))
     correct = 0
     for start in range(0, len(X), BATCH):
         xb, yb = X[start : start + BATCH], Y[start : start + BATCH]
         h = code(hidden(model, xb))
+        gen = make_generator(batch_seed(SEED, "act1", REPEAT, start // BATCH))
         eps = torch.randn((1, *h.shape), generator=gen)[0]
         logits = fc(model, "fc2")(h * (1 + sigma * eps))
         correct += int((logits.argmax(1) == yb).sum())

@@ -10,6 +10,7 @@ from walknoise.data import TensorData
 from walknoise.errors import WalknoiseError
 from walknoise.noise.kinds import Additive, Multiplicative, Noise
 from walknoise.training import TrainConfig
+from walknoise.walk.clean import Tensors
 from walknoise.walk.runner import LayerRunner
 from walknoise.walk.trainphase import TrainPhase, fresh, train_phase_spec, train_under_noise
 from walknoise.walk.weights import kurtosis, param_layers
@@ -78,7 +79,7 @@ def test_cell_reproducible_from_its_seed() -> None:
         seed=3 + 1,
     )
     runner = LayerRunner(
-        model, tp.test.x, tp.test.y, Multiplicative(), [2.0], batch_size=100, max_batch=100
+        model, Tensors(tp.test.x, tp.test.y), Multiplicative(), [2.0], batch_size=100, max_batch=100
     )
     stats = runner.run_repeat("fc1", ["fc1"], [1.0], 3, 1)
     names = param_layers(model)

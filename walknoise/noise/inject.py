@@ -32,6 +32,19 @@ def cell_seed(seed: int, layer: str, repeat: int) -> int:
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+NOISE_STREAM = "batch-seeded"
+"""How ε is drawn, recorded in each results file's identity: files whose noise came from one
+generator per (layer, repeat) for all batches (files written before it) are not resumed."""
+
+
+def batch_seed(seed: int, layer: str, repeat: int, batch: int) -> int:
+    """The generator seed of one (layer, repeat, batch): ε of a batch never depends on which
+    batches or cells were computed before it, so a scan may run them in any order, stream the
+    data once for all cells, or resume in the middle of a pass."""
+    digest = hashlib.sha256(f"walknoise:{seed}:{layer}:{repeat}:{batch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -45,7 +58,11 @@ class Fanout:
     sigmas: torch.Tensor
     """The σ values of this forward pass, one per stacked copy (already scaled)."""
     batch: int = 0
-    """Number of clean samples ``B`` in the current batch."""
+    """Number of clean samples ``B`` in the current forward pass."""
+    full: int = 0
+    """Samples of the whole batch ε is drawn for (0: the pass's own ``batch``)."""
+    offset: int = 0
+    """Where the current pass's samples start within the whole batch."""
     cache_eps: bool = True
     """Reuse each hook call's ε for later σ chunks of the same batch (scan engine)."""
     gens: Sequence[torch.Generator] | None = None
@@ -60,13 +77,24 @@ class Fanout:
 
     def new_batch(self, batch: int) -> None:
         """Start a new batch: forget cached ε (the next draws continue each generator)."""
-        self.batch = batch
+        self.batch = self.full = batch
+        self.offset = 0
         self._eps.clear()
+        self._calls.clear()
+
+    def window(self, offset: int, size: int) -> None:
+        """Next sub-batch of the same batch: its samples' slice of the ε drawn for the whole
+        batch, so splitting a batch changes no number."""
+        self.offset, self.batch = offset, size
         self._calls.clear()
 
     def new_chunk(self, sigmas: torch.Tensor) -> None:
         """Next σ chunk of the same batch: replay the cached ε in the same call order."""
         self.sigmas = sigmas
+        self._calls.clear()
+
+    def replay(self) -> None:
+        """The same pass again: the cached ε in the same call order."""
         self._calls.clear()
 
     def new_copies(self, sigmas: torch.Tensor, gens: Sequence[torch.Generator]) -> None:
@@ -82,8 +110,8 @@ class Fanout:
         self._calls[hook_id] = call + 1
         key = (hook_id, call)
         if self.cache_eps and key in self._eps:
-            return self._eps[key]
-        shape = (noise.draws, self.batch, *like.shape[1:])
+            return self._part(self._eps[key])
+        shape = (noise.draws, self.full or self.batch, *like.shape[1:])
         if self.gens is None:
             draw = torch.randn(shape, generator=gen, device=like.device, dtype=torch.float32)
         else:  # (draws, copies, batch, ...): broadcasts like σ over the copies
@@ -94,7 +122,13 @@ class Fanout:
             draw = torch.stack(draws, dim=1)
         if self.cache_eps:
             self._eps[key] = draw
-        return draw
+        return self._part(draw)
+
+    def _part(self, draw: torch.Tensor) -> torch.Tensor:
+        """The current window's samples of a whole-batch draw."""
+        if not self.full or (self.offset == 0 and self.batch == self.full):
+            return draw
+        return draw.narrow(1 if self.gens is None else 2, self.offset, self.batch)
 
 
 class NoiseHook:

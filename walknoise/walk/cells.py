@@ -20,6 +20,7 @@ from torch import nn
 
 from walknoise.devices import resolve_device
 from walknoise.noise.kinds import make_noise
+from walknoise.walk.clean import Tensors
 from walknoise.walk.guard import model_errors
 from walknoise.walk.layout import fast_layout
 from walknoise.walk.metrics import NEEDS_CLEAN, BatchStats, Midpoint, Target, layer_midpoint
@@ -226,8 +227,7 @@ def _runner(
     """``extra``: also top-k, agreement and KL (one clean forward pass per batch more)."""
     return LayerRunner(
         model,
-        plan.x,
-        plan.y,
+        Tensors(plan.x, plan.y),
         make_noise(plan.spec.noise, plan.spec.ratio),
         plan.spec.sigmas if sigmas is None else sigmas,
         batch_size=plan.spec.batch_size,

@@ -19,11 +19,13 @@ from walknoise.data import TensorData, fingerprint, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.provenance import provenance
+from walknoise.noise.inject import NOISE_STREAM
 from walknoise.noise.points import GLOBAL, INPUT, Point, select, survey
 from walknoise.walk import store
+from walknoise.walk.clean import Clean, Tensors, clean_pass
 from walknoise.walk.guard import model_errors
 from walknoise.walk.metrics import LABEL_METRICS, Target
-from walknoise.walk.runner import Clean, clean_pass, entries
+from walknoise.walk.runner import entries
 from walknoise.walk.schema import (
     HIST_BINS,
     MAX_VISITS,
@@ -173,7 +175,7 @@ def make_plan(
     points = survey(model, td.input_shape, device)
     found = points.points
     chosen = [p.name for p in select(found, spec.layers, spec.types, points.skipped)]
-    clean = clean_pass(model, x, y, chosen, spec.batch_size, spec.topk)
+    clean = clean_pass(model, Tensors(x, y), chosen, spec.batch_size, spec.topk)
     target_of(spec.metric, clean)  # a metric without a midpoint fails before any cell
     _check_labelled(td, spec)
     if spec.phase != "train" and td.labelled:  # a train phase's model may be a template
@@ -187,6 +189,7 @@ def make_plan(
         "data_sha256": fingerprint(td),
         "data_normalization": td.normalization.kind,
         "n_samples": len(td),
+        "noise_stream": NOISE_STREAM,
     }
     axis = entries(chosen, spec.include_global)
     return Plan(

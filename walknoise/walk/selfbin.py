@@ -27,7 +27,8 @@ from torch import nn
 from walknoise.noise.kinds import Noise
 from walknoise.noise.points import GLOBAL, Point
 from walknoise.noise.sites import Transform, tap
-from walknoise.walk.runner import LayerRunner, batches
+from walknoise.walk.clean import Tensors
+from walknoise.walk.runner import LayerRunner
 from walknoise.walk.weights import binarized, moment_bimodality
 
 
@@ -77,8 +78,8 @@ def activity(model: nn.Module, point: str, x: torch.Tensor, batch_size: int) -> 
     handles = tap(model, point, record)
     try:
         with torch.inference_mode():
-            for xb, _ in batches(x, x, batch_size):
-                model(xb)
+            for start in range(0, len(x), batch_size):
+                model(x[start : start + batch_size])
     finally:
         for h in handles:
             h.remove()
@@ -157,8 +158,7 @@ class NoisyEval:
         try:
             runner = LayerRunner(
                 model,
-                self.x,
-                self.y,
+                Tensors(self.x, self.y),
                 self.noise,
                 sigmas,
                 batch_size=self.batch_size,

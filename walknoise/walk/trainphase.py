@@ -25,6 +25,7 @@ from walknoise.noise.kinds import Noise, make_noise
 from walknoise.noise.points import survey
 from walknoise.training import TrainConfig, evaluate, seeded_init, train_model
 from walknoise.types import Device, NoiseKind, ScanPhase
+from walknoise.walk.clean import Tensors
 from walknoise.walk.ensemble import blocker, group_size, train_ensemble, widest_activation
 from walknoise.walk.runner import LayerRunner
 from walknoise.walk.schema import HIST_BINS
@@ -287,8 +288,7 @@ class TrainPhase:
     ) -> tuple[float, float]:
         runner = LayerRunner(
             model,
-            self.test.x.to(self.device),
-            self.test.y.to(self.device),
+            Tensors(self.test.x.to(self.device), self.test.y.to(self.device)),
             self.noise,
             [sigma],
             batch_size=self.batch_size,
