@@ -399,3 +399,27 @@ def test_pickled_iterable_factory_is_not_counted_again(
     assert (len(back), back.input_shape, back.labelled) == (12, (3, 4, 4), True)
     _check_batches(back, x, y, 5)
     assert len(log.read_text().splitlines()) == opened + 1  # the pass itself, nothing more
+
+
+@pytest.mark.parametrize("layout", ["fortran", "big-endian", "float64"])
+def test_npy_layouts_read_as_stored(tmp_path: Path, layout: str) -> None:
+    x, y = _arrays(21)
+    x = {
+        "fortran": np.asfortranarray(x),
+        "big-endian": x.astype(">f4"),
+        "float64": x.astype(np.float64),
+    }[layout]
+    src = open_source(_npy_dir(tmp_path / "d", x, y.astype(">i8")))
+    native = x.astype(x.dtype.newbyteorder("="))
+    _check_batches(src, np.ascontiguousarray(native), y, 4)
+    assert src.identity() == open_source(tmp_path / "d").identity()
+
+
+def test_npy_file_truncated_after_opening(tmp_path: Path) -> None:
+    x, y = _arrays(10)
+    src = open_source(_npy_dir(tmp_path / "d", x, y))
+    raw = (tmp_path / "d" / "x.npy").read_bytes()
+    (tmp_path / "d" / "x.npy").write_bytes(raw[: len(raw) - x[0].nbytes - 5])
+    assert next(src.batches(4))[0] == 0
+    with pytest.raises(WalknoiseError, match="ends inside sample 8; it is truncated"):
+        list(src.batches(4, start=2))

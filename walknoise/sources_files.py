@@ -2,8 +2,10 @@
 
 ``.npy`` convention: a *directory* holding ``x.npy`` (float inputs, shape (N, ...)) and, for
 labelled data, ``y.npy`` (integer class labels, shape (N,)); without ``y.npy`` the data has no
-labels. ``x.npy`` is memory-mapped and read a batch at a time; ``y.npy`` is loaded whole (N
-integers) to be validated when the source is opened.
+labels. ``x.npy``'s header is read through a memory map, its samples a batch at a time with
+plain file reads: pages touched through a map count in the process's RSS until the kernel
+drops them, so reading a 600 MB file through one grew peak RSS by 600 MB, plain reads by one
+batch. ``y.npy`` is loaded whole (N integers) to be validated when the source is opened.
 
 IDX convention: a directory holding the MNIST/FashionMNIST files as torchvision leaves them,
 ``t10k-images-idx3-ubyte`` + ``t10k-labels-idx1-ubyte`` (split ``"test"``) or ``train-...``
@@ -50,9 +52,42 @@ def _load(path: Path, mmap: bool) -> npt.NDArray[Any]:
         ) from exc
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Where ``x.npy``'s rows lie: read with seek + readinto (``mmap`` only for Fortran order)."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    offset: int
+    mmap: npt.NDArray[Any] | None
+
+    def read(self, lo: int, hi: int) -> npt.NDArray[Any]:
+        if self.mmap is not None:
+            return np.array(self.mmap[lo:hi])
+        out = np.empty((hi - lo, *self.shape[1:]), self.dtype)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + lo * (out.nbytes // max(1, hi - lo)))
+            got = f.readinto(out.reshape(-1).view(np.uint8).data)
+        if got != out.nbytes:
+            raise WalknoiseError(
+                f"{self.path} ends inside sample {lo + got // max(1, out[:1].nbytes)}"
+                "; it is truncated: save the array again with np.save"
+            )
+        return out
+
+
+def _rows(x: npt.NDArray[Any]) -> _Rows:
+    """Plain reads for a C-order memmap; others (Fortran order, or what np.load did not map,
+    like an empty array) are sliced as they are."""
+    if isinstance(x, np.memmap) and (x.ndim < 2 or x.flags.c_contiguous):
+        return _Rows(str(x.filename), x.shape, x.dtype, int(x.offset), None)
+    return _Rows("", x.shape, x.dtype, 0, x)
+
+
 @dataclass(frozen=True, eq=False)
 class NpyArrays(Source):
-    """``x.npy`` memory-mapped (opened lazily in each process), ``y.npy`` loaded whole."""
+    """``x.npy`` read a batch at a time (opened lazily in each process), ``y.npy`` whole."""
 
     x_path: str
     y_path: str | None = None
@@ -64,13 +99,13 @@ class NpyArrays(Source):
             object.__setattr__(self, "name", self.x_path)
         self._arrays()  # validate here, in the process that opened it
 
-    def _arrays(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
+    def _arrays(self) -> tuple[_Rows, npt.NDArray[Any] | None]:
         cache = self._cache()
         if cache.opened is None:
             cache.opened = self._open()
         return cache.opened  # type: ignore[no-any-return]
 
-    def _open(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
+    def _open(self) -> tuple[_Rows, npt.NDArray[Any] | None]:
         x = _load(Path(self.x_path), mmap=True)
         y = None if self.y_path is None else _load(Path(self.y_path), mmap=False)
         if x.ndim and y is not None and y.ndim and len(x) != len(y):
@@ -85,7 +120,7 @@ class NpyArrays(Source):
             _validated(torch.zeros(len(labels), 1), labels, self.name)
         first = _as_tensor(_native(np.array(x[:1] if x.ndim else x)), "x", self.name)
         _validated(first, _first_labels(labels, len(first)), self.name)  # dtype/shape messages
-        return x, y
+        return _rows(x), y
 
     def __len__(self) -> int:
         return int(self._arrays()[0].shape[0])
@@ -100,7 +135,7 @@ class NpyArrays(Source):
 
     def _read(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = self._arrays()
-        x = torch.from_numpy(_native(np.array(xs[lo:hi])))
+        x = torch.from_numpy(_native(xs.read(lo, hi)))
         y = torch.full((hi - lo,), NO_LABEL) if ys is None else torch.from_numpy(_native(ys[lo:hi]))
         x, y = _validated(x, y, f"{self.name} (samples {lo}..{hi - 1})")  # non-finite values
         return self.normalization.apply(x), y
@@ -111,7 +146,7 @@ class NpyArrays(Source):
         header = f"x:{xs.dtype.str}:{xs.shape};y:{None if ys is None else ys.dtype.str}"
 
         def sample(i: int) -> bytes:
-            return bytes(xs[i].tobytes()) + (b"" if ys is None else bytes(ys[i].tobytes()))
+            return bytes(xs.read(i, i + 1).tobytes()) + (b"" if ys is None else ys[i].tobytes())
 
         return self._sampled_identity(header, sample)
 
