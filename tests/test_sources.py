@@ -24,6 +24,7 @@ from walknoise.sources import (
     InMemory,
     NpyArrays,
     Source,
+    load_all,
     measure_standard,
     open_source,
     sample_indices,
@@ -423,3 +424,14 @@ def test_npy_file_truncated_after_opening(tmp_path: Path) -> None:
     assert next(src.batches(4))[0] == 0
     with pytest.raises(WalknoiseError, match="ends inside sample 8; it is truncated"):
         list(src.batches(4, start=2))
+
+
+def test_load_all_gives_what_resolve_data_gives(tmp_path: Path) -> None:
+    x, y = _arrays(45)
+    for labels in (y, None):
+        src = open_source(_npy_dir(tmp_path / str(labels is None), x, labels), normalize="pm1")
+        data = load_all(src, batch_size=7)
+        assert src.reads == 45 and data.labelled == (labels is not None)
+        assert fingerprint(data) == fingerprint(resolve_data((x, labels), normalize="pm1"))
+    mem = open_source((x, y))
+    assert isinstance(mem, InMemory) and load_all(mem) is mem.data

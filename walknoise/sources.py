@@ -25,7 +25,14 @@ from pathlib import Path
 from walknoise.data import NO_LABEL, resolve_data
 from walknoise.data_norm import Normalization, check_kind, normalization_of
 from walknoise.errors import WalknoiseError
-from walknoise.sources_base import Batch, InMemory, Source, measure_standard, sample_indices
+from walknoise.sources_base import (
+    Batch,
+    InMemory,
+    Source,
+    load_all,
+    measure_standard,
+    sample_indices,
+)
 from walknoise.sources_factory import Factory
 from walknoise.sources_files import IdxFiles, NpyArrays, as_file_source
 
@@ -37,6 +44,7 @@ __all__ = [
     "InMemory",
     "NpyArrays",
     "Source",
+    "load_all",
     "measure_standard",
     "open_source",
     "sample_indices",

@@ -19,7 +19,7 @@ from walknoise.data import TensorData, fingerprint
 from walknoise.data_norm import Normalization
 from walknoise.errors import WalknoiseError
 
-__all__ = ["InMemory", "Source", "measure_standard", "sample_indices"]
+__all__ = ["InMemory", "Source", "load_all", "measure_standard", "sample_indices"]
 
 IDENTITY_SAMPLES = 64
 """Evenly spaced samples (besides the first and the last) that :meth:`Source.identity` hashes."""
@@ -39,7 +39,9 @@ class _Cache:
 
 def sample_indices(n: int) -> list[int]:
     """The samples :meth:`Source.identity` hashes: first, last and ~64 evenly spaced."""
-    picks = {0, n - 1} | {round(i * (n - 1) / (IDENTITY_SAMPLES - 1)) for i in range(64)}
+    picks = {0, n - 1} | {
+        round(i * (n - 1) / (IDENTITY_SAMPLES - 1)) for i in range(IDENTITY_SAMPLES)
+    }
     return sorted(picks)
 
 
@@ -47,8 +49,9 @@ class Source(ABC):
     """Evaluation data read batch by batch; subclasses are frozen dataclasses (recipes).
 
     ``reads`` counts the samples :meth:`batches` read in this process (those it skips to
-    reach ``start`` included where the source cannot seek); :meth:`head` and
-    :meth:`identity` read a few samples and do not count.
+    reach ``start`` included where the source cannot seek; passes made with it, such as
+    :func:`measure_standard`'s and :func:`load_all`'s, included); :meth:`head` and
+    :meth:`identity` do not count.
     """
 
     name: str
@@ -73,7 +76,9 @@ class Source(ABC):
 
     @abstractmethod
     def identity(self) -> str:
-        """A sha256 naming the data for resume; see :meth:`_sampled_identity` for its limits."""
+        """A sha256 naming the data for resume, computed without a full pass where the source
+        can seek (:meth:`_sampled_identity`, which says what it misses); in-memory data hash
+        every byte (:func:`~walknoise.data.fingerprint`), iterable factories every sample."""
 
     @property
     def reads(self) -> int:
@@ -185,3 +190,14 @@ def measure_standard(source: Source) -> Normalization:
             argument="normalize",
         )
     return Normalization("standard", mean, std, source.name)
+
+
+def load_all(source: Source, batch_size: int = STATS_BATCH) -> TensorData:
+    """Every sample of ``source`` in memory (one pass), as the :class:`TensorData` the
+    in-memory path takes: the same bytes ``resolve_data`` gives for the same data and
+    normalisation, so the same :func:`~walknoise.data.fingerprint`."""
+    if isinstance(source, InMemory):
+        return source.data
+    parts = [(x, y) for _, x, y in source.batches(batch_size)]
+    x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return TensorData(x, y if source.labelled else None, source.name, source.normalization)  # type: ignore[arg-type]
