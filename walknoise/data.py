@@ -293,7 +293,7 @@ def resolve_data(
     MNIST's train split, other data itself) or a :class:`Normalization` to apply as it is.
     """
     raw = _resolve(data, split)
-    if normalize == "standard" and not _is_mnist(data):  # measured on the data at hand
+    if normalize == "standard" and not is_mnist(data):  # measured on the data at hand
         return _normalized(raw, normalization_of("standard", raw.x, raw.name))
     return _normalized(raw, data_normalization(normalize, data))
 
@@ -308,7 +308,7 @@ def data_normalization(
         return normalize
     if check_kind(normalize) != "standard":
         return normalization_of(normalize)
-    if train_data is None and _is_mnist(data):
+    if train_data is None and is_mnist(data):
         train_data = "mnist:train"
     reference = _resolve(data if train_data is None else train_data, "train")
     if reference.normalization.kind != "none":
@@ -320,7 +320,7 @@ def data_normalization(
     return normalization_of("standard", reference.x, reference.name)
 
 
-def _is_mnist(data: object) -> bool:
+def is_mnist(data: object) -> bool:
     return isinstance(data, str) and data.lower().split(":")[0] == "mnist"
 
 

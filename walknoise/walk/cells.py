@@ -20,7 +20,6 @@ from torch import nn
 
 from walknoise.devices import resolve_device
 from walknoise.noise.kinds import make_noise
-from walknoise.walk.clean import Tensors
 from walknoise.walk.guard import model_errors
 from walknoise.walk.layout import fast_layout
 from walknoise.walk.metrics import NEEDS_CLEAN, BatchStats, Midpoint, Target, layer_midpoint
@@ -71,9 +70,8 @@ class LayerWork:
     def portable(self, threads: int | None = None) -> LayerWork:
         """A copy to ship to another process: tensors on the CPU; the worker picks its device
         (a SLURM job may have the GPU that the submitting machine lacks)."""
-        plan = dataclasses.replace(
-            self.plan, x=self.plan.x.cpu(), y=self.plan.y.cpu(), device=torch.device("cpu")
-        )
+        cpu = torch.device("cpu")  # a streamed source ships as its recipe
+        plan = dataclasses.replace(self.plan, batches=self.plan.batches.on(cpu), device=cpu)
         trainer = self.trainer
         if trainer is not None:
             trainer = dataclasses.replace(
@@ -88,9 +86,7 @@ class LayerWork:
         device = resolve_device(self.plan.spec.device)
         if device.type == "cpu":
             return self
-        plan = dataclasses.replace(
-            self.plan, x=self.plan.x.to(device), y=self.plan.y.to(device), device=device
-        )
+        plan = dataclasses.replace(self.plan, batches=self.plan.batches.on(device), device=device)
         trainer = self.trainer and dataclasses.replace(self.trainer, device=device)
         return LayerWork(self.model.to(device), plan, trainer, self.threads)
 
@@ -121,14 +117,16 @@ def _eval_layer(
 ) -> dict[str, Any]:
     """Eval-only cells: the given model, or with a train phase the clean model of each seed."""
     spec = plan.spec
-    model = fast_layout(model, plan.x)
+    model = fast_layout(model, plan.batches.head(2))
     if spec.midpoint_search:
         return _search_layer(model, plan, layer)
     names = ("accuracy", "loss", "nonfinite_fraction", "topk_accuracy", "agreement", "kl")
     grid = {k: np.full((len(spec.sigmas), spec.repeats), np.nan) for k in names}
     acc, target = grid["accuracy"], target_of(spec.metric, plan.clean)
     nets = [
-        model if trainer is None else fast_layout(trainer.clean_model(r).to(plan.device), plan.x)
+        model
+        if trainer is None
+        else fast_layout(trainer.clean_model(r).to(plan.device), plan.batches.head(2))
         for r in range(spec.repeats)
     ]
     for r, net in enumerate(nets):
@@ -227,7 +225,7 @@ def _runner(
     """``extra``: also top-k, agreement and KL (one clean forward pass per batch more)."""
     return LayerRunner(
         model,
-        Tensors(plan.x, plan.y),
+        plan.batches,
         make_noise(plan.spec.noise, plan.spec.ratio),
         plan.spec.sigmas if sigmas is None else sigmas,
         batch_size=plan.spec.batch_size,

@@ -18,6 +18,7 @@ from torch import nn
 from walknoise.data import has_labels
 from walknoise.errors import WalknoiseError
 from walknoise.noise.sites import tap
+from walknoise.sources import InMemory, Source
 from walknoise.walk.metrics import BatchStats, extra, score
 
 
@@ -63,6 +64,45 @@ class Tensors:
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def on(self, device: torch.device) -> Tensors:
+        return Tensors(self.x.to(device), self.y.to(device))
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A :class:`~walknoise.sources.Source` read batch by batch onto ``device`` as ``dtype``:
+    what a worker receives is the source's recipe, never its tensors."""
+
+    source: Source
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def labelled(self) -> bool:
+        return self.source.labelled
+
+    def batches(
+        self, batch_size: int, start: int = 0
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        for b, x, y in self.source.batches(batch_size, start):
+            yield b, x.to(self.device, self.dtype), y.to(self.device)
+
+    def head(self, n: int) -> torch.Tensor:
+        return self.source.head(n).to(self.device, self.dtype)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def on(self, device: torch.device) -> Streamed:
+        return Streamed(self.source, device, self.dtype)
+
+
+def batches_of(source: Source, device: torch.device, dtype: torch.dtype) -> Tensors | Streamed:
+    """Data in memory stays there, on ``device`` (faster for what fits); other sources stream."""
+    if isinstance(source, InMemory):
+        return Tensors(source.data.x.to(device, dtype), source.data.y.to(device))
+    return Streamed(source, device, dtype)
 
 
 @dataclass(frozen=True)

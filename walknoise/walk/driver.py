@@ -17,12 +17,13 @@ import torch
 import xarray as xr
 from torch import nn
 
-from walknoise.data import Normalization, data_normalization, resolve_data
+from walknoise.data import Normalization, data_normalization, is_mnist, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.lock import locks_output
 from walknoise.noise.kinds import make_noise
 from walknoise.progress import progress_bar
+from walknoise.sources import InMemory, Source, open_source
 from walknoise.training import TrainConfig
 from walknoise.types import Device, ExecutorName, NoiseKind, ScanPhase
 from walknoise.walk import store
@@ -199,8 +200,7 @@ def run_spec(
     applied to the test and training data alike (see :func:`scan`).
     """
     executor = executor or Serial()
-    norm = data_normalization(normalize, data, train_data or spec.train_data)
-    data = resolve_data(data, normalize=norm)  # the plan and the trainer both see it
+    data = _open(data, normalize, train_data or spec.train_data)  # the plan and the trainer
     # every pass sees the logits; the selector hook travels with the model to the workers;
     # the walk needs eval mode, and the caller gets the model back in its own modes
     with selecting_output(model, spec.output_key), kept_modes(model):
@@ -265,6 +265,14 @@ def _count(failed: list[LayerFailed]) -> str:
     return f"{len(failed)} layer{'s' if len(failed) != 1 else ''}"
 
 
+def _open(data: Any, normalize: str | Normalization, train_data: Any) -> Source:
+    """The test data as a source, normalised: ``"standard"`` with training data measures that,
+    else the data itself (a streamed source with one pass of its own)."""
+    if normalize == "standard" and train_data is None and not is_mnist(data):
+        return open_source(data, normalize="standard")
+    return open_source(data, normalize=data_normalization(normalize, data, train_data))
+
+
 def _planning_device(spec: ScanSpec, executor: Executor) -> torch.device | None:
     """Where the driver plans: the spec's device, or the CPU when only the remote jobs
     have it (a login node without GPUs submitting to GPU nodes)."""
@@ -325,12 +333,13 @@ def _update(
 
 def _trainer(model: nn.Module, plan: Plan, train_data: Any) -> TrainPhase:
     spec = plan.spec
+    assert isinstance(plan.data, InMemory)  # the plan refuses a train phase on streamed data
     return TrainPhase(
         template=model,
         train_data=resolve_data(
             train_data or spec.train_data or "mnist:train", normalize=plan.data.normalization
         ),
-        test=plan.data,
+        test=plan.data.data,
         noise=make_noise(spec.noise, spec.ratio),
         config=TrainConfig(**(spec.train or {})),
         seed=spec.seed,

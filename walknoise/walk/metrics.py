@@ -85,6 +85,31 @@ class BatchStats:
         assert self.kl_sum is not None and self.both_finite is not None
         return (self.kl_sum / self.both_finite).cpu().numpy()  # 0/0 -> NaN, as mean_loss
 
+    SUMS = ("correct", "loss_sum", "finite", "topk_correct", "agree", "kl_sum", "both_finite")
+    """The per-copy sums: what a checkpoint stores, with ``total`` and ``labelled``."""
+
+    def add(self, other: BatchStats) -> None:
+        """Add ``other``'s sums (more batches of the same copies) to these."""
+        for name in self.SUMS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None:
+                mine += theirs
+        self.total += other.total
+
+    def state(self) -> dict[str, object]:
+        """The sums as plain tensors and numbers (what ``torch.load(weights_only=True)`` reads)."""
+        sums = {n: getattr(self, n).cpu() for n in self.SUMS if getattr(self, n) is not None}
+        return {**sums, "total": self.total, "labelled": self.labelled}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object], device: torch.device | str) -> BatchStats:
+        stats = cls.zeros(len(state["correct"]), device)  # type: ignore[arg-type]
+        for name in cls.SUMS:
+            if name in state:
+                getattr(stats, name).copy_(state[name])
+        stats.total, stats.labelled = int(state["total"]), bool(state["labelled"])  # type: ignore[call-overload]
+        return stats
+
     def values(self, metric: str) -> np.ndarray:
         """Per-copy value of ``metric`` (one of :data:`METRICS`)."""
         return {

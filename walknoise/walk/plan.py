@@ -15,14 +15,14 @@ import torch
 import xarray as xr
 from torch import nn
 
-from walknoise.data import TensorData, fingerprint, resolve_data
 from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.provenance import provenance
 from walknoise.noise.inject import NOISE_STREAM
 from walknoise.noise.points import GLOBAL, INPUT, Point, select, survey
+from walknoise.sources import InMemory, Source, open_source
 from walknoise.walk import store
-from walknoise.walk.clean import Clean, Tensors, clean_pass
+from walknoise.walk.clean import Clean, Streamed, Tensors, batches_of, clean_pass
 from walknoise.walk.guard import model_errors
 from walknoise.walk.metrics import LABEL_METRICS, Target
 from walknoise.walk.runner import entries
@@ -103,7 +103,17 @@ def target_of(metric: str, clean: Clean) -> Target:
     return Target(metric, float(clean_value), float(end))
 
 
-def _check_labelled(td: TensorData, spec: ScanSpec) -> None:
+def _check_trainable(td: Source, spec: ScanSpec) -> None:
+    """The train phase evaluates every trained model on data held in memory."""
+    if spec.phase != "eval" and not isinstance(td, InMemory):
+        raise WalknoiseError(
+            f"{td.name} is streamed from disk, and phase={spec.phase!r} needs its test data "
+            "in memory; pass a .pt/.npz file, or phase='eval'",
+            argument="phase",
+        )
+
+
+def _check_labelled(td: Source, spec: ScanSpec) -> None:
     """Data without labels can drive only a label-free midpoint, and train nothing."""
     if td.labelled:
         return
@@ -136,9 +146,10 @@ class Plan:
 
     spec: ScanSpec
     device: torch.device
-    data: TensorData
-    x: torch.Tensor
-    y: torch.Tensor
+    data: Source
+    """The test data: its name, normalisation and length (and how to read it)."""
+    batches: Tensors | Streamed
+    """The data as the runner reads it: in memory on the device, or streamed."""
     found: list[Point]
     chosen: list[str]
     axis: list[str]
@@ -168,16 +179,17 @@ def make_plan(
 ) -> Plan:
     """``device`` overrides ``spec.device`` here (workers elsewhere still use the spec's)."""
     device = device or resolve_device(spec.device)
-    td = resolve_data(data)
+    td = data if isinstance(data, Source) else open_source(data)
+    _check_labelled(td, spec)
+    _check_trainable(td, spec)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     model.to(device).eval()
-    x, y = td.x.to(device=device, dtype=dtype), td.y.to(device)
+    batches = batches_of(td, device, dtype)
     points = survey(model, td.input_shape, device)
     found = points.points
     chosen = [p.name for p in select(found, spec.layers, spec.types, points.skipped)]
-    clean = clean_pass(model, Tensors(x, y), chosen, spec.batch_size, spec.topk)
+    clean = clean_pass(model, batches, chosen, spec.batch_size, spec.topk)
     target_of(spec.metric, clean)  # a metric without a midpoint fails before any cell
-    _check_labelled(td, spec)
     if spec.phase != "train" and td.labelled:  # a train phase's model may be a template
         _warn_below_chance(clean, len(td))
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
@@ -186,7 +198,7 @@ def make_plan(
     identity = {
         **spec.identity(),
         "model_sha256": model_fingerprint(model),
-        "data_sha256": fingerprint(td),
+        "data_sha256": td.identity(),
         "data_normalization": td.normalization.kind,
         "n_samples": len(td),
         "noise_stream": NOISE_STREAM,
@@ -196,8 +208,7 @@ def make_plan(
         spec,
         device,
         td,
-        x,
-        y,
+        batches,
         found,
         chosen,
         axis,

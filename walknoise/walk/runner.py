@@ -31,24 +31,26 @@ ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
 
 class CellCounter:
     """Drives a progress bar counted in cells from the fractions ``LayerRunner`` reports per
-    batch: shown as whole cells as they accumulate; a finished layer tops its count up to the
-    exact number of cells (layers computed elsewhere report nothing until then)."""
+    batch, shown as whole cells as they accumulate; each finished layer makes sure its exact
+    number of cells is shown (layers computed elsewhere report nothing until then)."""
 
     def __init__(self, bar: Any) -> None:
         self.bar = bar
-        self._done, self._shown = 0.0, 0
+        self._done, self._finished, self._shown = 0.0, 0, 0
 
     def advance(self, cells: float) -> None:
         self._done += cells
-        step = int(self._done) - self._shown
-        if step > 0:
-            self.bar.update(step)
-            self._shown += step
+        self._show(int(self._done + 1e-9))
 
     def layer_done(self, cells: int) -> None:
-        if cells > self._shown:
-            self.bar.update(cells - self._shown)
-        self._done, self._shown = 0.0, 0
+        self._finished += cells
+        self._done = max(self._done, float(self._finished))
+        self._show(self._finished)
+
+    def _show(self, n: int) -> None:
+        if n > self._shown:
+            self.bar.update(n - self._shown)
+            self._shown = n
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ class LayerRunner:
     ) -> None:
         """Add batch ``b`` (``xb``, ``yb``, the clean logits) of ``group`` to ``stats``."""
         points = group.points
-        self.mixes(points)  # probed now, with no noise hooks in the way
+        self.mixes(points, xb)  # probed now, on this batch, with no noise hooks in the way
         gens = [
             make_generator(batch_seed(group.seed, group.layer, r, b), self.device)
             for r in group.repeats
@@ -248,12 +250,13 @@ class LayerRunner:
         width = max((self.widths.get(p, 1) for p in points), default=1)
         return max(1, min(self.max_batch // batch, ELEMENT_BUDGET // (batch * width)))
 
-    def mixes(self, points: Sequence[str]) -> bool:
-        """Whether a sample's output depends on the others in its batch (probed once)."""
+    def mixes(self, points: Sequence[str], xb: torch.Tensor | None = None) -> bool:
+        """Whether a sample's output depends on the others in its batch (probed once, on
+        the first samples of ``xb`` or of the data)."""
         key = tuple(points)
         if key not in self._mixes:
-            probe = self.data.head(PROBE_SAMPLES).to(self.device)
-            self._mixes[key] = mixes_samples(self.model, probe, points)
+            probe = self.data.head(PROBE_SAMPLES) if xb is None else xb[:PROBE_SAMPLES]
+            self._mixes[key] = mixes_samples(self.model, probe.to(self.device), points)
         return self._mixes[key]
 
     def _forward(self, xb: torch.Tensor, fo: Fanout, points: tuple[str, ...]) -> torch.Tensor:

@@ -1,0 +1,151 @@
+"""Stream the data once for many cell groups: per batch, every pending (layer, repeat).
+
+A scan used to walk its data once per (layer, repeat); here each batch is read once and every
+group adds its share before the next batch is read, so the data is read once per pass however
+many cells there are, and nothing bigger than a batch is held. ε of a batch depends only on
+(seed, layer, repeat, batch index), so the numbers equal a layer-at-a-time run's bit for bit.
+
+The sums are checkpointed atomically every ``every`` batches and on Ctrl-C: a pass that is
+killed resumes at its last checkpoint, not at the first batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from walknoise.walk.clean import Batches
+from walknoise.walk.metrics import BatchStats
+from walknoise.walk.runner import Group, LayerRunner
+
+CHECKPOINT_EVERY = 10
+"""Batches between checkpoints: at most this many batches are computed again after a kill."""
+
+log = logging.getLogger("walknoise")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell group on the runner (model, σ stack) that computes it."""
+
+    key: str
+    """The group's name in a checkpoint, e.g. ``conv1|2`` (layer, repeat)."""
+    runner: LayerRunner
+    group: Group
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a pass keeps its partial sums, and what they must belong to."""
+
+    path: Path
+    key: str
+    """A digest of everything that decides the sums: a file with another key is ignored."""
+    every: int = CHECKPOINT_EVERY
+
+    @classmethod
+    def for_jobs(
+        cls, folder: Path, identity: dict[str, object], jobs: Sequence[Job], every: int
+    ) -> Checkpoint:
+        """The checkpoint of ``jobs`` under ``folder``, named by its key."""
+        what = {
+            "identity": identity,
+            "jobs": [j.key for j in jobs],
+            "sigmas": [j.runner.sigmas.tolist() for j in jobs],
+            "batch_size": jobs[0].runner.batch_size if jobs else 0,
+        }
+        key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+        return cls(folder / f"{key[:20]}.pt", key, every)
+
+    def load(self, device: torch.device) -> tuple[int, dict[str, BatchStats]] | None:
+        """Batches done and the sums so far, or ``None`` without a matching checkpoint."""
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return None
+        except Exception as err:  # a torn or foreign file: start again, never fail on it
+            log.warning("ignoring unreadable checkpoint %s (%s)", self.path, err)
+            return None
+        if state.get("key") != self.key:
+            return None
+        sums = {k: BatchStats.from_state(v, device) for k, v in state["stats"].items()}
+        return int(state["batches"]), sums
+
+    def save(self, batches: int, stats: dict[str, BatchStats]) -> None:
+        """Write atomically: a kill leaves the old checkpoint or the new one, never half."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "key": self.key,
+            "batches": batches,
+            "stats": {k: s.state() for k, s in stats.items()},
+        }
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder goes with its last checkpoint
+            self.path.parent.rmdir()
+
+
+def stream(
+    jobs: Sequence[Job],
+    data: Batches,
+    batch_size: int,
+    checkpoint: Checkpoint | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, BatchStats]:
+    """Every job's sums over all of ``data``, each batch read once.
+
+    A batch's sums are added only when every job has computed it, so the totals (and a
+    checkpoint) always hold whole batches. ``on_batch(b)`` is called after batch ``b``.
+    """
+    if not jobs:
+        return {}
+    first = jobs[0].runner
+    start, totals = 0, {j.key: j.runner.zeros() for j in jobs}
+    loaded = checkpoint.load(first.device) if checkpoint else None
+    if loaded is not None:
+        start, totals = loaded
+        log.info("resuming a pass over the data at batch %d", start)
+    done = start
+    try:
+        for b, xb, yb in data.batches(batch_size, start):
+            xb, yb = first.to_device(xb, yb)
+            fresh = _batch(jobs, b, xb, yb)
+            for key, stats in fresh.items():
+                totals[key].add(stats)
+            done = b + 1
+            if on_batch is not None:
+                on_batch(b)
+            if checkpoint is not None and (done - start) % checkpoint.every == 0:
+                checkpoint.save(done, totals)
+    except KeyboardInterrupt:
+        if checkpoint is not None and done > start:
+            checkpoint.save(done, totals)
+        raise
+    return totals
+
+
+def _batch(
+    jobs: Sequence[Job], b: int, xb: torch.Tensor, yb: torch.Tensor
+) -> dict[str, BatchStats]:
+    """One batch of every job; each model's clean logits computed once."""
+    cleans: dict[int, torch.Tensor | None] = {}
+    fresh = {}
+    for job in jobs:
+        runner = job.runner
+        if id(runner) not in cleans:
+            cleans[id(runner)] = runner.clean_logits(xb)
+        fresh[job.key] = stats = runner.zeros()
+        runner.add_batch(job.group, b, xb, yb, cleans[id(runner)], stats)
+    return fresh
