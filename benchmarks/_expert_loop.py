@@ -108,7 +108,7 @@ class Draw:
         if self.eps is None:
             eps = torch.randn(base.shape[1:], generator=self.gen)  # NCHW: the documented stream
             self.eps = eps.contiguous(memory_format=self.fmt) if eps.dim() == 4 else eps
-        z = base + self.sig.view(-1, *([1] * t.dim())) * self.eps
+        z = torch.addcmul(base, self.sig.view(-1, *([1] * t.dim())), self.eps)  # one pass
         z = z.reshape(len(self.sig) * self.batch, *t.shape[1:])
         return z.contiguous(memory_format=self.fmt) if z.dim() == 4 else z
 
