@@ -34,8 +34,9 @@ class Block(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        return out + self.shortcut(x)
+        out: torch.Tensor = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        skip: torch.Tensor = self.shortcut(x)
+        return out + skip
 
 
 def resnet20(num_classes: int = 10) -> nn.Sequential:

@@ -232,6 +232,7 @@ def setup(arch: str, quick: bool) -> Setup:
     """The model, the data and the grid of one benchmark entry."""
     from walknoise.noise.points import discover, select
 
+    model: nn.Module
     if arch == "resnet20":
         from _resnet20 import random_data, resnet20
 
@@ -353,9 +354,8 @@ def search(s: Setup, grid: Any, t_grid: float, quick: bool) -> None:
     from walknoise.walk.metrics import REACHED
 
     start = time.perf_counter()
-    found = walknoise.scan(s.model, (s.x, s.y), midpoint_search=True, **walknoise_kwargs(s))
+    found = walknoise.scan(s.model, (s.x, s.y), midpoint_search=True, **walknoise_kwargs(s)).dataset
     t_search = time.perf_counter() - start
-    found = found.dataset
     print(f"{'layer':<10} {'grid mid':>10} {'search mid':>10} {'error':>7} {'σ visited':>9}")
     errors, visits = [], found["search_visits"].values
     for i, layer in enumerate(grid["layer"].values):
