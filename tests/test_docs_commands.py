@@ -6,12 +6,14 @@ lines start with ``walknoise `` or ``python ``; ``\\`` continuations are joined 
 comments dropped (``shlex``). ``walknoise`` commands run in-process through click, in page
 order, each distinct command once. Each page starts in a fresh directory holding what the
 pages assume a user has: the own-model guide's files and the README tour's ``model.pt`` (its
-first command; the README itself runs first). The own-model guide's commands are run by
+first command, run first); then the README's other commands run in this process while a
+second one runs the other pages. The own-model guide's commands are run by
 test_docs_guide.py and are not repeated here. The examples are sized to run in seconds.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -152,6 +154,9 @@ def _parse(args: list[str], what: str) -> None:
 
 
 def test_documented_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's first command trains the ``model.pt`` the other pages use; then the rest
+    of the README runs here while a second process runs the other pages (two lanes of one
+    thread each: CI's two cores, and the README is the longer lane)."""
     torch.set_num_threads(1)
     sys.modules.pop("mymodels", None)  # the guide's, imported from each page's directory
     start = tmp_path / "start"
@@ -162,22 +167,64 @@ def test_documented_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     pages: dict[str, list[Command]] = {}
     for command in runnable():
         pages.setdefault(command.page, []).append(command)
-    assert next(iter(pages)) == "README.md", "the README trains the model.pt the others use"
-    failed = []
+    readme = pages.pop("README.md")
+    assert readme[0].text.endswith("-o model.pt"), "the README trains the model.pt others use"
     began = time.perf_counter()
-    for page, page_commands in pages.items():
-        here = tmp_path / page.replace("/", "_")
-        here.mkdir()
-        for name in START:
-            if (start / name).exists():
-                shutil.copy(start / name, here)
-        monkeypatch.chdir(here)
-        failed += [f"{c}\n{output}" for c in page_commands if (output := _run(c)) is not None]
-        if page == "README.md" and (here / "model.pt").exists():
-            shutil.copy(here / "model.pt", start)
+    here = tmp_path / "README.md"
+    monkeypatch.chdir(_page_dir(here, start))
+    failed = run_commands(readme[:1])
+    assert failed == [], failed
+    shutil.copy(here / "model.pt", start)
+    todo = json.dumps({page: [c.text for c in cs] for page, cs in pages.items()})
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_LANE, str(tmp_path), str(start), todo],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        failed += run_commands(readme[1:])
+        out, _ = other.communicate(timeout=1800)
+    finally:
+        other.kill()  # a no-op once it has ended; else it must not outlive a failed test
+    *lines, result = out.splitlines() or ["null"]
+    print("\n".join(lines))
+    assert other.returncode == 0, out
+    failed += json.loads(result)
     sys.modules.pop("mymodels", None)
     print(f"{time.perf_counter() - began:6.1f} s  all documented commands")
     assert failed == [], "\n".join(failed)
+
+
+# The second lane: the pages other than the README, each in a fresh directory as above; the
+# failures as one JSON line at the end.
+OTHER_LANE = """
+import json, os, sys, torch
+from pathlib import Path
+from tests.test_docs_commands import Command, _page_dir, run_commands
+torch.set_num_threads(1)
+root, start = Path(sys.argv[1]), Path(sys.argv[2])
+sys.path.insert(0, str(start))
+failed = []
+for page, texts in json.loads(sys.argv[3]).items():
+    os.chdir(_page_dir(root / page.replace("/", "_"), start))
+    failed += run_commands([Command(page, text) for text in texts])
+print(json.dumps(failed))
+"""
+
+
+def _page_dir(here: Path, start: Path) -> Path:
+    """A fresh directory holding what every page may assume (the files of ``start``)."""
+    here.mkdir()
+    for name in START:
+        if (start / name).exists():
+            shutil.copy(start / name, here)
+    return here
+
+
+def run_commands(commands: list[Command]) -> list[str]:
+    """Run ``commands`` in order in the working directory: what failed, with its last line."""
+    return [f"{c}\n{output}" for c in commands if (output := _run(c)) is not None]
 
 
 def _run(command: Command) -> str | None:
