@@ -34,7 +34,7 @@ def test_shipped_work_computes_the_same_after_pickling(trained_mlp, data) -> Non
     work = work_for(trained_mlp, data)
     shipped = pickle.loads(pickle.dumps(work.portable(threads=torch.get_num_threads())))
     here = compute_layer(work, LayerTask(3, "fc2", EVAL))
-    there = run_in_worker(shipped, LayerTask(3, "fc2", EVAL))
+    (there,) = run_in_worker(shipped, [LayerTask(3, "fc2", EVAL)])
     for name, value in here.values.items():
         np.testing.assert_array_equal(there.values[name], value, err_msg=name)
 

@@ -14,7 +14,7 @@ import walknoise
 from tests.conftest import Residual, assert_same_accuracy, fit, learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import batch_seed
-from walknoise.walk import cells, runner
+from walknoise.walk import evaluate, runner
 from walknoise.walk.spec import ScanSpec
 
 SIGMAS = "log:1e-2:1e2:9"
@@ -85,8 +85,9 @@ def test_fanout_equals_replicated_input(make, monkeypatch) -> None:
     fast = walknoise.scan(model, (x, y), **kwargs)
     original = runner.LayerRunner._forward
 
-    def replicate(self, xb, fo, fanout_ok):  # type: ignore[no-untyped-def]
-        return original(self, xb, fo, False)
+    def replicate(self, xb, fo, points):  # type: ignore[no-untyped-def]
+        self._fans[points] = False  # as if fan-out had failed: the input is replicated
+        return original(self, xb, fo, points)
 
     monkeypatch.setattr(runner.LayerRunner, "_forward", replicate)
     plain = walknoise.scan(model, (x, y), **kwargs)
@@ -118,7 +119,7 @@ def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, mon
         trained_mlp, data, sigmas=SIGMAS, repeats=2, output=tmp_path / "full.h5", progress=False
     )
     calls = {"n": 0}
-    original = cells._eval_layer
+    original = evaluate._values
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -126,7 +127,7 @@ def test_resume_after_interrupt_gives_same_file(trained_mlp, data, tmp_path, mon
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cells, "_eval_layer", flaky)
+    monkeypatch.setattr(evaluate, "_values", flaky)
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
         walknoise.scan(trained_mlp, data, sigmas=SIGMAS, repeats=2, output=out, progress=False)

@@ -11,20 +11,20 @@ import torch
 import walknoise
 from walknoise.data import TensorData, fingerprint
 from walknoise.errors import WalknoiseError
-from walknoise.walk import cells
+from walknoise.walk import evaluate
 
 KW = dict(sigmas="0.1,1,10", repeats=1, progress=False)
 
 
 def _count_layers(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     calls = {"n": 0}
-    original = cells._eval_layer
+    original = evaluate._values
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cells, "_eval_layer", counted)
+    monkeypatch.setattr(evaluate, "_values", counted)
     return calls
 
 

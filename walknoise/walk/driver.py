@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from walknoise.walk.plan import Plan, make_plan, prepare
 from walknoise.walk.result import Result
 from walknoise.walk.runner import CellCounter
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
+from walknoise.walk.stream import CHECKPOINT_EVERY
 from walknoise.walk.trainphase import TrainPhase
 
 __all__ = ["resolve_device", "run_spec", "scan"]
@@ -74,10 +76,11 @@ def scan(
     progress: bool = True,
     jobs: int = 1,
     executor: ExecutorName | Executor = "auto",
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> Result:
     """Evaluate ``model`` with noise at each layer (and all at once) over a σ grid.
 
-    Every keyword but the last five is a :class:`~walknoise.walk.spec.ScanSpec` field and
+    Every keyword but the last six is a :class:`~walknoise.walk.spec.ScanSpec` field and
     takes its default; invalid values raise :class:`~walknoise.errors.WalknoiseError`.
 
     Args:
@@ -130,6 +133,8 @@ def scan(
         progress: Show a progress bar (moving per batch; per layer with worker processes
             or SLURM, which report whole layers).
         jobs: Worker processes computing layers (``-1``: one per core).
+        checkpoint_every: With ``output``: batches between checkpoints of a pass's partial
+            sums (in ``OUT.partial/``), so that a killed scan resumes within this many.
         executor: ``"auto"``, ``"serial"``, ``"joblib"`` or ``"slurm"``, or an executor
             from :mod:`walknoise.walk.executors`.
 
@@ -176,6 +181,7 @@ def scan(
         train_data=train_source,
         normalize=normalize,
         executor=make_executor(executor, jobs) if isinstance(executor, str) else executor,
+        checkpoint_every=checkpoint_every,
     )
 
 
@@ -192,6 +198,7 @@ def run_spec(
     normalize: str | Normalization = "none",
     executor: Executor | None = None,
     retries: int = 1,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> Result:
     """Run a ``ScanSpec`` (the CLI and ``scan`` both end here).
 
@@ -200,6 +207,11 @@ def run_spec(
     applied to the test and training data alike (see :func:`scan`).
     """
     executor = executor or Serial()
+    if checkpoint_every < 1:
+        raise WalknoiseError(
+            f"checkpoint_every={checkpoint_every}; pass a number of batches >= 1",
+            argument="checkpoint_every",
+        )
     data = _open(data, normalize, train_data or spec.train_data)  # the plan and the trainer
     # every pass sees the logits; the selector hook travels with the model to the workers;
     # the walk needs eval mode, and the caller gets the model back in its own modes
@@ -211,8 +223,17 @@ def run_spec(
         if trainer is not None and not isinstance(executor, Serial):
             for r in range(spec.repeats):  # trained once here, not once per worker
                 trainer.clean_accuracy(r)
-        work = LayerWork(model, plan, trainer)
+        work = LayerWork(
+            model,
+            plan,
+            trainer,
+            checkpoints=partial_folder(path),
+            checkpoint_every=checkpoint_every,
+        )
         failed = _run_all(executor, work, _todo(ds, plan), ds, path, progress, retries)
+    folder = partial_folder(path)
+    if not failed and folder is not None:  # every layer is in the file: no partial sums needed
+        shutil.rmtree(folder, ignore_errors=True)
     if failed:
         where = f"finished layers are saved in {path}; " if path else ""
         raise WalknoiseError(
@@ -220,6 +241,12 @@ def run_spec(
             "run the same scan again to compute the rest"
         )
     return Result(ds)
+
+
+def partial_folder(path: Path | None) -> Path | None:
+    """Where the partial sums of an unfinished pass over the data are kept: ``OUT.partial/``
+    next to the results file ``OUT``."""
+    return None if path is None else path.with_name(path.name + ".partial")
 
 
 @contextmanager

@@ -34,7 +34,7 @@ import torch
 from walknoise.errors import WalknoiseError
 from walknoise.types import EXECUTORS as EXECUTORS  # the names, re-exported
 from walknoise.types import ExecutorName
-from walknoise.walk.cells import LayerDone, LayerTask, LayerWork, compute_layer
+from walknoise.walk.cells import EVAL, LayerDone, LayerTask, LayerWork, compute_tasks
 
 POLL_S = 0.25  # how often the driver looks for finished SLURM jobs (a file check, no sacct)
 
@@ -69,8 +69,7 @@ class Serial:
     remote = False
 
     def map(self, work: LayerWork, tasks: Sequence[LayerTask]) -> Iterator[Outcome]:
-        for task in tasks:
-            yield compute_layer(work, task)
+        yield from compute_tasks(work, tasks)
 
     def cancel(self) -> str | None:
         return None
@@ -91,7 +90,8 @@ class Joblib:
         threads = max(1, torch.get_num_threads() // joblib.effective_n_jobs(self.jobs))
         shipped = work.portable(threads)
         driver = os.getpid()
-        calls = (joblib.delayed(run_in_worker)(shipped, task, driver) for task in tasks)
+        groups = _groups(tasks, joblib.effective_n_jobs(self.jobs))
+        calls = (joblib.delayed(run_in_worker)(shipped, group, driver) for group in groups)
         with _watched_workers(driver):
             try:
                 parallel = joblib.Parallel(
@@ -99,7 +99,8 @@ class Joblib:
                 )
             except ValueError:  # a backend that cannot stream (e.g. multiprocessing, Ray)
                 parallel = joblib.Parallel(n_jobs=self.jobs, batch_size=1, return_as="list")
-            yield from parallel(calls)
+            for done in parallel(calls):
+                yield from done
 
     def cancel(self) -> str | None:
         return None  # workers exit with the driver (exit_with_parent)
@@ -120,14 +121,24 @@ def _watched_workers(driver: int) -> contextlib.AbstractContextManager[Any]:
     return config
 
 
-def run_in_worker(work: LayerWork, task: LayerTask, driver: int | None = None) -> LayerDone:
-    """The entry point in a worker process: threads, device, then the layer."""
+def _groups(tasks: Sequence[LayerTask], workers: int) -> list[list[LayerTask]]:
+    """Eval tasks dealt round-robin into one group per worker (each group reads the data once
+    for all its layers); train tasks one per group (each is many trainings)."""
+    evals = [t for t in tasks if t.flag == EVAL]
+    dealt = [evals[i :: max(1, workers)] for i in range(min(workers, len(evals)))]
+    return [g for g in dealt if g] + [[t] for t in tasks if t.flag != EVAL]
+
+
+def run_in_worker(
+    work: LayerWork, tasks: Sequence[LayerTask], driver: int | None = None
+) -> list[LayerDone]:
+    """The entry point in a worker process: threads, device, then the layers."""
     if driver is not None:  # only in local worker processes
         exit_with_parent(driver)
     threads = work.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
     if threads:
         torch.set_num_threads(threads)
-    return compute_layer(work.localized(), task)
+    return list(compute_tasks(work.localized(), tasks))
 
 
 def exit_with_parent(driver: int) -> None:
@@ -307,7 +318,8 @@ def run_from_file(shipped: str, task: LayerTask) -> LayerDone:
     """The job array's function: load the shared work once, compute one layer."""
     with open(shipped, "rb") as fh:
         work = pickle.load(fh)
-    return run_in_worker(work, task)
+    (done,) = run_in_worker(work, [task])
+    return done
 
 
 def make_executor(

@@ -11,7 +11,7 @@ The runner knows nothing about files: callers decide where the sums go.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,16 @@ class CellCounter:
             self._shown = n
 
 
+@dataclass
+class Probed:
+    """What runners of one model found about it, per set of points."""
+
+    mixes: dict[tuple[str, ...], bool] = field(default_factory=dict)
+    """Whether a sample's output depends on the others in its batch."""
+    fans: dict[tuple[str, ...], bool | None] = field(default_factory=dict)
+    """Whether σ copies fan out at the points (``None``: not known yet)."""
+
+
 @dataclass(frozen=True)
 class Group:
     """The cells one forward pass serves: a scan entry's noise for one repeat at every σ of
@@ -82,6 +92,7 @@ class LayerRunner:
         progress: Callable[[float], None] | None = None,
         topk: int | None = None,
         device: torch.device | None = None,
+        probed: Probed | None = None,
     ) -> None:
         """``progress`` is called after each batch with the cells it finished: the batch's
         share of the samples, once per σ. With ``topk`` set, the stats also hold top-``topk``
@@ -94,14 +105,15 @@ class LayerRunner:
         self.sigmas = torch.tensor(list(sigmas), dtype=torch.float32, device=self.device)
         self.batch_size, self.max_batch = batch_size, max_batch
         self.widths = dict(widths or {})
-        self._mixes: dict[tuple[str, ...], bool] = {}
-        self._fans: dict[tuple[str, ...], bool | None] = {}
+        self.probed = probed or Probed()
+        self._mixes, self._fans = self.probed.mixes, self.probed.fans
 
     def stacked(self, sigmas: Sequence[float]) -> LayerRunner:
         """This runner over another σ stack."""
         return LayerRunner(
             self.model, self.data, self.noise, sigmas, batch_size=self.batch_size,
             max_batch=self.max_batch, widths=self.widths, topk=self.topk, device=self.device,
+            probed=self.probed,
         )  # fmt: skip
 
     def run_repeat(

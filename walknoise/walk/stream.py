@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,29 +56,41 @@ class Checkpoint:
     def for_jobs(
         cls, folder: Path, identity: dict[str, object], jobs: Sequence[Job], every: int
     ) -> Checkpoint:
-        """The checkpoint of ``jobs`` under ``folder``, named by its key."""
+        """The checkpoint of ``jobs`` under ``folder``. Its key is what decides each job's sums
+        (the scan's identity, the σ stacks, the batch size); the file is named by the jobs."""
         what = {
             "identity": identity,
-            "jobs": [j.key for j in jobs],
-            "sigmas": [j.runner.sigmas.tolist() for j in jobs],
-            "batch_size": jobs[0].runner.batch_size if jobs else 0,
+            "sigmas": sorted({str(j.runner.sigmas.tolist()) for j in jobs}),
+            "batch_size": sorted({j.runner.batch_size for j in jobs}),
         }
-        key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
-        return cls(folder / f"{key[:20]}.pt", key, every)
+        key = _digest(what)
+        return cls(folder / f"{_digest([j.key for j in jobs])[:20]}.pt", key, every)
 
-    def load(self, device: torch.device) -> tuple[int, dict[str, BatchStats]] | None:
-        """Batches done and the sums so far, or ``None`` without a matching checkpoint."""
+    def load(
+        self, device: torch.device, keys: Sequence[str]
+    ) -> tuple[int, dict[str, BatchStats]] | None:
+        """Batches done and the sums so far of ``keys``: from this checkpoint's file, or from
+        any other in its folder holding them all (a rerun of fewer layers), the furthest one."""
+        best: tuple[int, dict[str, Any]] | None = None
+        for path in [self.path, *sorted(self.path.parent.glob("*.pt"))]:
+            state = self._read(path)
+            if state is None or not set(keys) <= set(state["stats"]):
+                continue
+            if best is None or int(state["batches"]) > best[0]:
+                best = int(state["batches"]), state["stats"]
+        if best is None:
+            return None
+        return best[0], {k: BatchStats.from_state(best[1][k], device) for k in keys}
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             return None
         except Exception as err:  # a torn or foreign file: start again, never fail on it
-            log.warning("ignoring unreadable checkpoint %s (%s)", self.path, err)
+            log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
             return None
-        if state.get("key") != self.key:
-            return None
-        sums = {k: BatchStats.from_state(v, device) for k, v in state["stats"].items()}
-        return int(state["batches"]), sums
+        return state if isinstance(state, dict) and state.get("key") == self.key else None
 
     def save(self, batches: int, stats: dict[str, BatchStats]) -> None:
         """Write atomically: a kill leaves the old checkpoint or the new one, never half."""
@@ -113,7 +126,7 @@ def stream(
         return {}
     first = jobs[0].runner
     start, totals = 0, {j.key: j.runner.zeros() for j in jobs}
-    loaded = checkpoint.load(first.device) if checkpoint else None
+    loaded = checkpoint.load(first.device, [j.key for j in jobs]) if checkpoint else None
     if loaded is not None:
         start, totals = loaded
         log.info("resuming a pass over the data at batch %d", start)
@@ -133,7 +146,13 @@ def stream(
         if checkpoint is not None and done > start:
             checkpoint.save(done, totals)
         raise
+    if checkpoint is not None and done > start:
+        checkpoint.save(done, totals)  # the whole pass: nothing to compute again after a kill
     return totals
+
+
+def _digest(what: object) -> str:
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _batch(
