@@ -18,7 +18,9 @@ points (a module's second call) are not supported.
 
 Noise: the generator of (point i, repeat r) is seeded ``noise_seed(seed, i, r)`` and draws,
 batch after batch, one ε of shape ``(batch, *point shape)`` in NCHW order (converted to the
-model's layout afterwards), so an independent loop can replay exactly the same draws.
+model's layout afterwards), so an independent loop can replay exactly the same draws. With
+seed 0 these are the seeds of bench_scan.py's naive loop (which draws per batch of 128 in the
+same order): they gave the same accuracy in every cell of its --quick runs.
 """
 
 from __future__ import annotations
