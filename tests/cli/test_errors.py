@@ -135,15 +135,19 @@ def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path
         "walknoise.cli",
         "scan",
         str(mlp_checkpoint),
-        "--sigmas",  # ~0.3 s a layer: several layers are still to do when SIGINT lands
-        "log:1e-2:1e3:21",
+        "--sigmas",  # ~0.35 s a layer on one thread: layers are left to do when SIGINT lands
+        "log:1e-2:1e3:41",
         "--repeats",
         "4",
         "-o",
         str(out),
         "--quiet",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # One intra-op thread: on a busy machine a second one spins, and the scan takes 5x longer.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.monotonic() + 300  # safety only: start-up on a loaded machine
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and walknoise.load(out).dataset["layer_done"].values.any():
@@ -158,7 +162,7 @@ def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path
     partial = walknoise.load(out)
     done = partial.dataset["layer_done"].values
     assert done.any() and not done.all()
-    finished = subprocess.run(args, capture_output=True, text=True, env=os.environ, check=False)
+    finished = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
     assert finished.returncode == 0, finished.stderr
     assert walknoise.load(out).complete
 

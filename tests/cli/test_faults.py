@@ -36,6 +36,9 @@ ROUNDS = int(os.environ.get("WALKNOISE_FAULT_ROUNDS", "3"))
 SEED = int(os.environ.get("WALKNOISE_FAULT_SEED", "0"))
 SCAN = ("--sigmas", "log:1e-2:1e3:13", "--repeats", "4")
 VOLATILE = {"created", "command"}  # provenance that differs between any two runs
+# One intra-op thread in every run (the same arithmetic in each): on a busy machine a second
+# thread mostly spins, and the rounds took minutes instead of seconds.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 class Scan:
@@ -44,7 +47,9 @@ class Scan:
     def __init__(self, model: Path, out: Path) -> None:
         command = scan_argv(model, out, SCAN)
         self.start = time.monotonic()
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         self.looping = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
