@@ -90,6 +90,7 @@ def test_fanout_equals_replicated_input(make, monkeypatch) -> None:
         return original(self, xb, fo, points)
 
     monkeypatch.setattr(runner.LayerRunner, "_forward", replicate)
+    monkeypatch.setattr(runner, "linear_successors", lambda model: {})  # the plain path
     plain = walknoise.scan(model, (x, y), **kwargs)
     # Two computations of the same cells (the prefix once and fanned out, or on a replicated
     # input): logits agree to float32 rounding (~1e-6 relative after a few layers), and a mean

@@ -30,6 +30,10 @@ class Noise(Protocol):
         """Return the noisy activation; ``eps`` has shape ``(draws, *y.shape)``."""
         ...
 
+    def delta(self, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """``D`` in ``apply(y, σ, eps) = y + σ·D``: every kind is affine in σ."""
+        ...
+
     def to_dict(self) -> dict[str, object]: ...
 
 
@@ -42,6 +46,9 @@ class Additive:
 
     def apply(self, y: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(y, sigma, eps[0])
+
+    def delta(self, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return eps[0]
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind}
@@ -56,6 +63,9 @@ class Multiplicative:
 
     def apply(self, y: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(y, sigma, y * eps[0])  # y + σ·y·ε, fused
+
+    def delta(self, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return y * eps[0]
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind}
@@ -84,6 +94,9 @@ class Combined:
     def apply(self, y: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         mul = torch.addcmul(y, sigma * (1 - self.ratio), y * eps[0])
         return torch.addcmul(mul, sigma * self.ratio, eps[1])
+
+    def delta(self, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return torch.add(y * eps[0] * (1 - self.ratio), eps[1], alpha=self.ratio)
 
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "ratio": self.ratio}

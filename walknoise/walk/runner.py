@@ -21,6 +21,7 @@ from torch import nn
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import Fanout, batch_seed, hooks, make_generator
 from walknoise.noise.kinds import Noise
+from walknoise.noise.linear import linear_hook, linear_successors
 from walknoise.noise.points import GLOBAL
 from walknoise.walk.batchstats import PROBE_SAMPLES, mixes_samples
 from walknoise.walk.clean import Batches, score_of
@@ -61,6 +62,8 @@ class Probed:
     """Whether a sample's output depends on the others in its batch."""
     fans: dict[tuple[str, ...], bool | None] = field(default_factory=dict)
     """Whether σ copies fan out at the points (``None``: not known yet)."""
+    successors: dict[str, str] | None = None
+    """Point -> the linear module that alone takes its tensor (``None``: not traced yet)."""
 
 
 @dataclass(frozen=True)
@@ -180,10 +183,13 @@ class LayerRunner:
         shared = gens[0] if len(gens) == 1 else None
         fo = Fanout(sigmas=self.sigmas)
         fo.new_batch(len(xb))
-        with (
-            hooks(self.model, points, fo, self.noise, [shared] * len(points), group.scales),
-            torch.inference_mode(),
-        ):
+        after = self._linear_after(points, xb) if shared is not None else None
+        noisy = (
+            linear_hook(self.model, after, fo, self.noise, shared, group.scales[0])
+            if after is not None
+            else hooks(self.model, points, fo, self.noise, [shared] * len(points), group.scales)
+        )
+        with noisy, torch.inference_mode():
             if len(points) == 1 and not self.mixes(points):
                 self._windows(points, fo, gens, xb, yb, clean, stats)
             else:
@@ -270,6 +276,31 @@ class LayerRunner:
             probe = self.data.head(PROBE_SAMPLES) if xb is None else xb[:PROBE_SAMPLES]
             self._mixes[key] = mixes_samples(self.model, probe.to(self.device), points)
         return self._mixes[key]
+
+    def _linear_after(self, points: tuple[str, ...], xb: torch.Tensor) -> str | None:
+        """The linear module that alone takes the single point's tensor, where the σ copies
+        may fan out after it (see ``walknoise.noise.linear``); else ``None``."""
+        if len(points) != 1 or self.mixes(points):
+            return None
+        if self.probed.successors is None:
+            self.probed.successors = linear_successors(self.model)
+        after = self.probed.successors.get(points[0])
+        return after if after is not None and self._fans_out(points, xb) else None
+
+    def _fans_out(self, points: tuple[str, ...], xb: torch.Tensor) -> bool:
+        """Whether σ copies fan out at ``points`` (probed on two samples, two copies, once)."""
+        if self._fans.get(points) is None and len(xb) >= 2:
+            fo = Fanout(sigmas=torch.zeros(2, device=self.device))
+            fo.new_batch(2)
+            gen = make_generator(0, self.device)
+            ones = [1.0] * len(points)
+            with hooks(self.model, points, fo, self.noise, [gen] * len(points), ones):
+                try:
+                    with torch.inference_mode():
+                        self._fans[points] = self._model(xb[:2]).shape[0] == 4
+                except (RuntimeError, WalknoiseError):
+                    self._fans[points] = False
+        return bool(self._fans.get(points))
 
     def _forward(self, xb: torch.Tensor, fo: Fanout, points: tuple[str, ...]) -> torch.Tensor:
         """Fan out at the noisy point when it is a cut of the graph, else replicate the input.
