@@ -141,13 +141,20 @@ def output_options(default: str, device: bool = True) -> Callable[[Callable[...,
     return wrap
 
 
-def data_option(split: str) -> Callable[[Callable[..., Any]], Any]:
-    """``--data``: the bundled MNIST ``split`` (described for the help) or a user's file."""
+def data_option(split: str, streamed: bool = False) -> Callable[[Callable[..., Any]], Any]:
+    """``--data``: the bundled MNIST ``split`` (described for the help) or a user's file;
+    with ``streamed``, also the forms ``walknoise.sources`` reads batch by batch."""
+    more = (
+        ", a folder with x.npy (+ y.npy), a folder of MNIST IDX files, or "
+        "package.module:factory returning a Dataset or DataLoader"
+        if streamed
+        else ""
+    )
     return click.option(
         "--data",
         default="mnist",
         show_default=True,
-        help=f"'mnist' (bundled {split}) or a .pt/.npz file with x, y.",
+        help=f"'mnist' (bundled {split}), a .pt/.npz file with x, y{more}.",
     )
 
 

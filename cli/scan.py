@@ -15,6 +15,7 @@ from walknoise.walk.driver import run_spec
 from walknoise.walk.metrics import METRICS
 from walknoise.walk.report import midpoint_table
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
+from walknoise.walk.stream import CHECKPOINT_EVERY
 from walknoise.walk.trainphase import train_phase_spec
 
 from .execution import execution_options, executor_of
@@ -33,7 +34,7 @@ from .options import (
 
 @click.command()
 @model_options
-@data_option("2,000-image test split")
+@data_option("2,000-image test split", streamed=True)
 @normalize_option(from_model=True)
 @click.option("--noise", type=click.Choice(KINDS), default="additive", show_default=True)
 @click.option(
@@ -111,6 +112,13 @@ from .options import (
     type=click.IntRange(min=1),
     help="Most stacked samples (σ copies × batch) per forward pass.",
 )
+@click.option(
+    "--checkpoint-every",
+    default=CHECKPOINT_EVERY,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Batches between checkpoints of a pass's partial sums (OUTPUT.partial/).",
+)
 @output_options("results.h5")
 @execution_options
 @train_phase_options
@@ -137,6 +145,7 @@ def scan(
     seed: int,
     batch_size: int,
     max_batch: int,
+    checkpoint_every: int,
     device: str,
     output: Path,
     overwrite: bool,
@@ -192,6 +201,7 @@ def scan(
             progress=not quiet,
             normalize=model_normalization(loaded, normalize),
             executor=runs_on,
+            checkpoint_every=checkpoint_every,
         )
     click.echo(midpoint_table(result))
     click.echo(f"wrote {output}")
