@@ -3,6 +3,8 @@ never changing a result beyond float rounding (pools: exactly), names and hooks 
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Any
 
 import pytest
@@ -111,6 +113,12 @@ def test_lenet_copy_keeps_names_hooks_and_outputs() -> None:
         torch.testing.assert_close(seen[name], out, rtol=1e-5, atol=1e-5, msg=name)
     # torch.fx still sees the modules as leaves: linearity finds the same successors
     assert linear_successors(fast) == linear_successors(model) != {}
+    # its parameters are ordinary tensors (not made in inference mode): autograd works
+    assert not fast.conv1.weight.is_inference()
+    fast(x).sum().backward()
+    for again in (copy.deepcopy(fast), pickle.loads(pickle.dumps(fast))):  # e.g. to a worker
+        assert kernel_of(again.pool1) == "slices"
+        assert again.pool1.forward.args[0] is again.pool1  # bound to its own module
 
 
 def test_chunked_convolution_agrees_with_the_module() -> None:

@@ -77,9 +77,10 @@ def _candidate(
     """A copy with faster kernels in the layout, if it runs and agrees with the plain model
     on the probe (``model`` itself for NCHW when no kernel fits), else ``None``."""
     try:
-        net = copy.deepcopy(model)
-        if channels_last:
-            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        with torch.inference_mode(False):  # parameters made in inference mode refuse autograd
+            net = copy.deepcopy(model)
+            if channels_last:
+                net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if not _with_kernels(net, probe, batch, chunks) and not channels_last:
             return model
         return net if _agrees(net(probe), ref) else None
