@@ -14,7 +14,7 @@ from walknoise.types import ExecutorName, NoiseKind
 from walknoise.walk.driver import run_spec
 from walknoise.walk.metrics import METRICS
 from walknoise.walk.report import midpoint_table
-from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
+from walknoise.walk.spec import DTYPES, ScanSpec, parse_sigmas, split_names
 from walknoise.walk.stream import CHECKPOINT_EVERY
 from walknoise.walk.trainphase import train_phase_spec
 
@@ -113,6 +113,13 @@ from .options import (
     help="Most stacked samples (σ copies × batch) per forward pass.",
 )
 @click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="float32",
+    show_default=True,
+    help="Floating-point type of the noisy passes (float32 where the device lacks it).",
+)
+@click.option(
     "--checkpoint-every",
     default=CHECKPOINT_EVERY,
     show_default=True,
@@ -146,6 +153,7 @@ def scan(
     batch_size: int,
     max_batch: int,
     checkpoint_every: int,
+    dtype: str,
     device: str,
     output: Path,
     overwrite: bool,
@@ -178,6 +186,7 @@ def scan(
         seed=seed,
         batch_size=batch_size,
         max_batch=max_batch,
+        dtype=dtype,
         device=device,
         **train_phase_spec(loaded.meta, **options),
     )

@@ -7,7 +7,7 @@ import torch
 from walknoise.errors import WalknoiseError
 from walknoise.types import Device
 
-__all__ = ["resolve_device"]
+__all__ = ["native_dtype", "resolve_device"]
 
 
 def resolve_device(device: Device) -> torch.device:
@@ -30,3 +30,19 @@ def resolve_device(device: Device) -> torch.device:
             argument="device",
         )
     return resolved
+
+
+def native_dtype(name: str, device: torch.device) -> str:
+    """``name`` (``float32``, ``bfloat16``, ``float16``) where ``device`` has native kernels
+    for it, else ``float32``: emulated half precision is slower than float32, not faster."""
+    if name == "float32":
+        return name
+    if device.type == "cuda":
+        ok = name == "float16" or torch.cuda.is_bf16_supported()
+    else:
+        ok = (
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            if name == "bfloat16"
+            else torch.ops.mkldnn._is_mkldnn_fp16_supported()
+        )
+    return name if ok else "float32"

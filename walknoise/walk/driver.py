@@ -69,6 +69,7 @@ def scan(
     refine: bool = True,
     topk: int = 5,
     metric: str = "accuracy",
+    dtype: str = "float32",
     extra: dict[str, object] | None = None,
     output_key: OutputKey = None,
     output: str | Path | None = None,
@@ -123,6 +124,9 @@ def scan(
         metric: What drives the midpoint (eval phase): ``"accuracy"``, ``"topk"``,
             ``"agreement"`` (needs no labels), ``"kl"`` or ``"loss"``; each one's halfway
             target is in docs/concepts.md, "Metrics".
+        dtype: Floating-point type of the noisy passes: ``"float32"``, ``"bfloat16"`` or
+            ``"float16"`` (float32 where the device lacks native kernels; the file says
+            which ran).
         extra: Free-form context recorded with the config in the results file.
         output_key: Where the logits are when the model returns more than a tensor: an
             index (``0`` for ``(logits, h)``), a key (``"logits"`` for a dict) or a
@@ -168,6 +172,7 @@ def scan(
         refine=refine,
         topk=topk,
         metric=metric,
+        dtype=dtype,
         extra=extra or {},
         output_key=output_key,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from walknoise.noise.kinds import make_noise
@@ -243,4 +244,5 @@ def _runner(
         progress=progress,
         topk=plan.clean.topk if extra else None,
         probed=ctx.probed.setdefault(id(model), Probed()),
+        dtype=None if plan.compute_dtype == "float32" else getattr(torch, plan.compute_dtype),
     )

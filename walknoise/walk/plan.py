@@ -15,7 +15,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from walknoise.devices import resolve_device
+from walknoise.devices import native_dtype, resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.provenance import provenance
 from walknoise.noise.inject import NOISE_STREAM
@@ -157,6 +157,8 @@ class Plan:
     scales: dict[str, float]
     identity: dict[str, Any]
     params: list[str]
+    compute_dtype: str = "float32"
+    """What the noisy passes run in: ``spec.dtype`` where the device has it natively."""
 
     def points_of(self, layer: str) -> list[str]:
         return self.chosen if layer == GLOBAL else [layer]
@@ -193,6 +195,9 @@ def make_plan(
     if spec.phase != "train" and td.labelled:  # a train phase's model may be a template
         _warn_below_chance(clean, len(td))
     scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
+    compute = native_dtype(spec.dtype, device)
+    if compute != spec.dtype:
+        log.warning("%s has no native %s kernels: the scan runs in float32", device, spec.dtype)
     # The data and the model by content, not by name: a resume on other samples of the same
     # size (or other weights) must be refused, and a renamed copy of the same file may resume.
     identity = {
@@ -202,6 +207,7 @@ def make_plan(
         "data_normalization": td.normalization.kind,
         "n_samples": len(td),
         "noise_stream": NOISE_STREAM,
+        **({"compute_dtype": compute} if compute != "float32" else {}),
     }
     axis = entries(chosen, spec.include_global)
     return Plan(
@@ -216,6 +222,7 @@ def make_plan(
         scales,
         identity,
         param_layers(model) if spec.phase != "eval" else [],
+        compute,
     )
 
 
@@ -244,6 +251,7 @@ def attrs(plan: Plan) -> dict[str, Any]:
         "clean_topk_accuracy": clean.topk_accuracy,
         "clean_kl_uniform": clean.kl_uniform,
         "midpoint_metric": spec.metric,
+        "compute_dtype": plan.compute_dtype,
         "midpoint_reference": target.clean,
         "midpoint_end": target.end,
         **({"param_layer_of": json.dumps(param_layer_of(plan))} if plan.params else {}),

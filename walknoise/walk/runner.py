@@ -10,6 +10,7 @@ The runner knows nothing about files: callers decide where the sums go.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +97,7 @@ class LayerRunner:
         topk: int | None = None,
         device: torch.device | None = None,
         probed: Probed | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         """``progress`` is called after each batch with the cells it finished: the batch's
         share of the samples, once per σ. With ``topk`` set, the stats also hold top-``topk``
@@ -109,6 +111,7 @@ class LayerRunner:
         self.batch_size, self.max_batch = batch_size, max_batch
         self.widths = dict(widths or {})
         self.probed = probed or Probed()
+        self.dtype = dtype  # of the noisy passes (autocast); None: the model's own
         self._mixes, self._fans = self.probed.mixes, self.probed.fans
 
     def stacked(self, sigmas: Sequence[float]) -> LayerRunner:
@@ -116,7 +119,7 @@ class LayerRunner:
         return LayerRunner(
             self.model, self.data, self.noise, sigmas, batch_size=self.batch_size,
             max_batch=self.max_batch, widths=self.widths, topk=self.topk, device=self.device,
-            probed=self.probed,
+            probed=self.probed, dtype=self.dtype,
         )  # fmt: skip
 
     def run_repeat(
@@ -189,7 +192,7 @@ class LayerRunner:
             if after is not None
             else hooks(self.model, points, fo, self.noise, [shared] * len(points), group.scales)
         )
-        with noisy, torch.inference_mode():
+        with noisy, torch.inference_mode(), self._autocast():
             if len(points) == 1 and not self.mixes(points):
                 self._windows(points, fo, gens, xb, yb, clean, stats)
             else:
@@ -243,6 +246,11 @@ class LayerRunner:
                 fo.new_copies(self.sigmas[sl], gens[sl])
             self._add(stats, sl, self._forward(xb, fo, points), yb, clean)
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
     def _add(
         self,
         stats: BatchStats,
@@ -251,7 +259,7 @@ class LayerRunner:
         yb: torch.Tensor,
         clean: torch.Tensor | None,
     ) -> None:
-        out = logits.reshape(-1, len(yb), logits.shape[-1])
+        out = logits.float().reshape(-1, len(yb), logits.shape[-1])
         c, ls, fin = score_of(out, yb, stats.labelled)
         stats.correct[sl] += c
         stats.loss_sum[sl] += ls

@@ -18,13 +18,14 @@ from walknoise.walk.output import OutputKey, check_key, key_label
 
 # Fields that change how fast a scan runs but not a single number in it; a resumed scan may
 # change them freely.
-RUNTIME_FIELDS = ("device", "max_batch")
+RUNTIME_FIELDS = ("device", "max_batch", "dtype")  # dtype: the plan records what ran
 # Fields added after results files were first written, with their defaults: left out of the
 # identity at their default, so that those files still resume.
 NEW_FIELDS: dict[str, object] = {"topk": 5, "metric": "accuracy"}
 # Most (σ, repeat) cells per layer: past it the preallocated grid alone needs gigabytes (and
 # the scan would run for years), so it is refused up front instead of dying in MemoryError.
 MAX_CELLS = 1_000_000
+DTYPES = ("float32", "bfloat16", "float16")
 INT64 = 2**63
 
 
@@ -81,6 +82,10 @@ class ScanSpec:
     """What drives the midpoint (eval phase): ``accuracy``, ``topk`` (top-k accuracy),
     ``agreement`` (with the clean model's predictions; needs no labels), ``kl`` (mean
     KL(p_clean ‖ p_noisy)) or ``loss``; see docs/concepts.md, "Metrics"."""
+    dtype: str = "float32"
+    """Floating-point type of the noisy forward passes: ``float32``, ``bfloat16`` or
+    ``float16`` (autocast; the noise itself and the clean reference stay float32). Where the
+    device has no native kernels for it, float32 runs and the file says so."""
     extra: dict[str, object] = field(default_factory=dict)
     """Free-form context recorded with the config (e.g. the data name)."""
     output_key: OutputKey = None
@@ -151,6 +156,11 @@ class ScanSpec:
             )
         if self.topk < 1:
             raise WalknoiseError(f"topk={self.topk}; it must be at least 1", argument="topk")
+        if self.dtype not in DTYPES:
+            raise WalknoiseError(
+                f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}",
+                argument="dtype",
+            )
 
     @property
     def records_visits(self) -> bool:
