@@ -1,7 +1,7 @@
 """Noise and where it enters: kinds (``kinds``), injection points (``points``) and the forward
 hooks that add noise there, with the σ fan-out (``inject``)."""
 
-from walknoise.noise.inject import Fanout, cell_seed, hooks, inject, make_generator
+from walknoise.noise.inject import Fanout, batch_seed, cell_seed, hooks, inject, make_generator
 from walknoise.noise.kinds import KINDS, Additive, Combined, Multiplicative, Noise, make_noise
 from walknoise.noise.points import GLOBAL, INPUT, Point, discover, select
 
@@ -15,6 +15,7 @@ __all__ = [
     "Multiplicative",
     "Noise",
     "Point",
+    "batch_seed",
     "cell_seed",
     "discover",
     "hooks",
