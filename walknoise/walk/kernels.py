@@ -2,16 +2,17 @@
 
 Measured on this project's 2-core AMD EPYC machine (torch 2.13, one thread, best of 21):
 
-* ``nn.MaxPool2d(2)`` runs ATen's own kernel at 0.1–0.2 G elements/s on a 6×24×24 map
-  (either layout) and 0.12 on 16×8×8 (2.4 in channels-last); the max of strided slices,
-  pairs along W then along H, reached 2.6–3.0 G elements/s in NCHW and 3.3–11.8 in
-  channels-last. It is the same maximum of the same four numbers, so bit-identical (NaN
-  propagates in both).
-* oneDNN's convolution with one input channel (LeNet-5's conv1) ran at ~37 GFLOP/s on 606
-  samples but ~4–7 on 1,024–2,048; the same convolution over chunks of 64–256 samples ran at
-  ~20. im2col + GEMM (``F.unfold`` + matmul, 2.6–7.9 GFLOP/s) and a sum of 25 shifted
-  multiply-adds (5–9) were slower than both, so chunking is the only variant kept, and only
-  where a calibration on the model's own shapes measures it faster.
+* ``nn.MaxPool2d(2)`` runs ATen's own kernel at 0.1–0.23 G elements/s on a 6×24×24 map in
+  NCHW, 0.2–0.4 in channels-last; on 16×8×8, 0.12–0.22 and 2.4. The max of strided slices,
+  pairs along W then along H, reached 2.6–3.0 G elements/s in NCHW and 3.1–3.6 (6×24×24) or
+  10.6–11.8 (16×8×8) in channels-last: 4–26× faster. It is the same maximum of the same four
+  numbers, so bit-identical (NaN propagates in both).
+* oneDNN's convolution with one input channel (LeNet-5's conv1) ran at ~34 GFLOP/s on 606
+  samples but ~7 on 1,024–2,048; the same convolution over chunks of 64–256 samples ran at
+  31–35 on all three. im2col + GEMM (``F.unfold`` + matmul, 2.4–7.9 GFLOP/s) and a sum of 25
+  shifted multiply-adds (5–9) were slower than both, so chunking is the only variant kept,
+  and only where a calibration on the model's own shapes measures it faster (for LeNet-5 at
+  the runner's ~606-sample passes it does not: conv1 keeps its own kernel).
 
 The kernels replace the module's ``forward`` on the copy's instance rather than the module:
 the module keeps its class, name and hooks, and ``torch.fx`` still sees a leaf ``call_module``
