@@ -10,8 +10,9 @@ grid), each scan in a fresh subprocess so that its peak RSS (VmHWM) is its own. 
 1. peak RSS of the scan over N samples vs over the first N/10 (acceptance: at most 1.5×), and
    the RSS after each batch of the big scan's grid pass (flat once the allocator has warmed
    up; two runs of the same scan differ by ~30 MiB);
-2. samples read (the source's ``reads``) per sample: the clean pass + the grid pass
-   (+ one pass per refinement round, measured on the small set with ``refine=True``);
+2. samples read (the source's ``reads``) per sample: one pass for the clean reference and the
+   grid together (+ one pass per refinement round, measured on the small set with
+   ``refine=True``);
 3. the streamed scan vs the in-memory path on the same small set: max |difference| per
    variable (bit for bit expected: same batches, same generators);
 4. ``kill -9`` during the grid pass over N samples, then a rerun: batches computed before the
@@ -382,9 +383,9 @@ def print_summary(r: dict[str, Any], n: int, small: int) -> None:
     print(f"RSS during the grid pass over {n:,}: after batch 1 {tr['after_batch_1']:.0f} MiB, "
           f"10 {tr['after_batch_10']:.0f}, last {tr['after_last_batch']:.0f}")  # fmt: skip
     print(f"reads/sample  {n:,}: {r['reads_per_sample_big']:g}   {small:,}: "
-          f"{r['reads_per_sample_small']:g}   (clean pass + grid pass)")  # fmt: skip
+          f"{r['reads_per_sample_small']:g}   (clean reference and grid in one pass)")  # fmt: skip
     rs = r["refined_small"]
-    print(f"refine=True on {small:,}: {rs['reads_per_sample']:g} reads/sample = clean + grid + "
+    print(f"refine=True on {small:,}: {rs['reads_per_sample']:g} reads/sample = clean & grid + "
           f"{rs['refinement_rounds']:g} refinement rounds")  # fmt: skip
     diffs = r["streamed_vs_in_memory_max_abs_diff"]
     print(f"streamed vs in-memory on {small:,}: {len(diffs)} variables, largest |diff| "

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from walknoise.devices import resolve_device
+from walknoise.walk.clean import Clean
 from walknoise.walk.evaluate import eval_layers
 from walknoise.walk.guard import model_errors
 from walknoise.walk.metrics import Midpoint, layer_midpoint
@@ -65,6 +66,9 @@ class LayerWork:
     """Folder of the eval grid's partial sums (next to the results file), or ``None``."""
     checkpoint_every: int = CHECKPOINT_EVERY
     """Batches between checkpoints of the partial sums."""
+    on_clean: Callable[[Clean], Plan] | None = field(default=None, repr=False)
+    """In this process only: take the clean reference from the grid's pass and complete the
+    plan with it (``walknoise.walk.evaluate.eval_layers``)."""
     progress: Callable[[float], None] | None = field(default=None, repr=False)
     """Cells finished, reported per batch of an eval layer; in this process only (a copy
     shipped to a worker leaves it behind, so those layers count when they arrive)."""
@@ -83,7 +87,7 @@ class LayerWork:
             )
         return dataclasses.replace(
             self, model=_on_cpu(self.model), plan=plan, trainer=trainer, threads=threads,
-            progress=None,
+            progress=None, on_clean=None,
         )  # fmt: skip
 
     def localized(self) -> LayerWork:
@@ -116,7 +120,7 @@ def compute_tasks(work: LayerWork, tasks: Sequence[LayerTask]) -> Iterator[Layer
         if evals:
             found = eval_layers(
                 work.model, work.plan, list(evals), work.trainer, work.progress,
-                work.checkpoints, work.checkpoint_every,
+                work.checkpoints, work.checkpoint_every, work.on_clean,
             )  # fmt: skip
             for layer, values in found:
                 yield LayerDone(evals[layer], values)

@@ -143,41 +143,48 @@ def clean_pass(
         return hook
 
     handles = [h for p in points for h in tap(model, p, record(p))]  # the noise's own tensor
-    stats, classes, labelled = None, 0, data.labelled
+    stats = BatchStats.zeros(1, data.head(1).device)
+    stats.labelled = data.labelled
+    classes = 0
     try:
         with torch.inference_mode():
             for _, xb, yb in data.batches(batch_size):
                 logits = model(xb)
-                if stats is None:
-                    classes = int(logits.shape[-1])
-                    stats = BatchStats.zeros(1, xb.device)
-                    uniform = torch.zeros_like(logits[:1])
-                _check_labels(yb, classes)
-                c, loss, fin = score_of(logits.unsqueeze(0), yb, labelled)
-                stats.correct += c
-                stats.loss_sum += loss
-                stats.finite += fin
-                stats.add_extra(slice(None), logits.unsqueeze(0), yb, logits, min(topk, classes))
-                # KL(p_clean ‖ uniform): the clean logits as "clean", uniform ones as "noisy"
-                # (add_extra counted the rows and added KL 0 of the clean output from itself)
-                assert stats.kl_sum is not None
-                stats.kl_sum += extra(uniform.expand_as(logits).unsqueeze(0), yb, logits, 1)[2]
-                stats.total += len(yb)
+                classes = add_clean(stats, logits, yb, topk)
     finally:
         for h in handles:
             h.remove()
-    assert stats is not None
-    stats.labelled = labelled
-    std = {p: _std(s) for p, s in sums.items()}
-    k = min(topk, classes)
+    return clean_of(stats, classes, topk, {p: _std(s) for p, s in sums.items()})
+
+
+def add_clean(stats: BatchStats, logits: torch.Tensor, yb: torch.Tensor, topk: int) -> int:
+    """Add one batch's clean logits to ``stats`` (one copy); the number of classes."""
+    classes = int(logits.shape[-1])
+    _check_labels(yb, classes)
+    c, loss, fin = score_of(logits.unsqueeze(0), yb, stats.labelled)
+    stats.correct += c
+    stats.loss_sum += loss
+    stats.finite += fin
+    stats.add_extra(slice(None), logits.unsqueeze(0), yb, logits, topk)
+    # KL(p_clean ‖ uniform): the clean logits as "clean", uniform ones as "noisy" (add_extra
+    # counted the rows and added KL 0 of the clean output from itself)
+    assert stats.kl_sum is not None
+    uniform = torch.zeros_like(logits[:1]).expand_as(logits)
+    stats.kl_sum += extra(uniform.unsqueeze(0), yb, logits, 1)[2]
+    stats.total += len(yb)
+    return classes
+
+
+def clean_of(stats: BatchStats, classes: int, topk: int, output_std: dict[str, float]) -> Clean:
+    """The :class:`Clean` reference from the sums of :func:`add_clean`."""
     return Clean(
         float(stats.accuracy()[0]),
         float(stats.mean_loss()[0]),
         classes,
-        std,
+        output_std,
         float(stats.topk_accuracy()[0]),
         float(stats.mean_kl()[0]),
-        k,
+        min(topk, classes),
     )
 
 

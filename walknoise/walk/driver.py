@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,10 @@ from walknoise.training import TrainConfig
 from walknoise.types import Device, ExecutorName, NoiseKind, ScanPhase
 from walknoise.walk import store
 from walknoise.walk.cells import EVAL, TRAIN, LayerTask, LayerWork
+from walknoise.walk.clean import Clean
 from walknoise.walk.executors import Executor, LayerFailed, Serial, make_executor
 from walknoise.walk.output import OutputKey, selecting_output
-from walknoise.walk.plan import Plan, make_plan, prepare
+from walknoise.walk.plan import Plan, complete, make_plan, prepare
 from walknoise.walk.result import Result
 from walknoise.walk.runner import CellCounter
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
@@ -220,10 +221,17 @@ def run_spec(
     data = _open(data, normalize, train_data or spec.train_data)  # the plan and the trainer
     # every pass sees the logits; the selector hook travels with the model to the workers;
     # the walk needs eval mode, and the caller gets the model back in its own modes
+    path = Path(output) if output else None
+    fused = _fuses(executor, data, spec, path, overwrite)
     with selecting_output(model, spec.output_key), kept_modes(model):
-        plan = make_plan(model, data, spec, _planning_device(spec, executor))
-        path = Path(output) if output else None
-        ds = prepare(plan, path, overwrite)
+        plan = make_plan(model, data, spec, _planning_device(spec, executor), clean=not fused)
+        files: list[xr.Dataset] = [] if fused else [prepare(plan, path, overwrite)]
+
+        def on_clean(clean: Clean) -> Plan:  # the grid's pass measured the clean reference
+            done = complete(plan, clean)
+            files.append(prepare(done, path, overwrite))
+            return done
+
         trainer = _trainer(model, plan, train_data) if plan.train_phase else None
         if trainer is not None and not isinstance(executor, Serial):
             for r in range(spec.repeats):  # trained once here, not once per worker
@@ -234,8 +242,10 @@ def run_spec(
             trainer,
             checkpoints=partial_folder(path),
             checkpoint_every=checkpoint_every,
+            on_clean=on_clean if fused else None,
         )
-        failed = _run_all(executor, work, _todo(ds, plan), ds, path, progress, retries)
+        tasks = _todo(files[0], plan) if files else _every_eval(plan)
+        failed = _run_all(executor, work, tasks, lambda: files[0], path, progress, retries)
     folder = partial_folder(path)
     if not failed and folder is not None:  # every layer is in the file: no partial sums needed
         shutil.rmtree(folder, ignore_errors=True)
@@ -245,7 +255,24 @@ def run_spec(
             f"{_count(failed)} failed ({failed[0].message}); {where}"
             "run the same scan again to compute the rest"
         )
-    return Result(ds)
+    return Result(files[0])
+
+
+def _fuses(
+    executor: Executor, data: Source, spec: ScanSpec, path: Path | None, overwrite: bool
+) -> bool:
+    """Whether the clean reference comes from the grid's own pass, so that streamed data is
+    read once: a new eval scan in this process that needs no clean statistics before its
+    first noisy pass (relative σ needs each point's clean std; the search needs the target)."""
+    fresh = path is None or overwrite or not path.exists()
+    return (
+        isinstance(executor, Serial) and not isinstance(data, InMemory) and fresh
+        and spec.phase == "eval" and not spec.relative and not spec.midpoint_search
+    )  # fmt: skip
+
+
+def _every_eval(plan: Plan) -> list[LayerTask]:
+    return [LayerTask(i, layer, EVAL) for i, layer in enumerate(plan.axis)]
 
 
 def partial_folder(path: Path | None) -> Path | None:
@@ -269,12 +296,13 @@ def _run_all(
     executor: Executor,
     work: LayerWork,
     tasks: list[LayerTask],
-    ds: xr.Dataset,
+    ds: Callable[[], xr.Dataset],
     path: Path | None,
     progress: bool,
     retries: int,
 ) -> list[LayerFailed]:
-    """Every task, and failed ones again up to ``retries`` times; the ones that still fail."""
+    """Every task, and failed ones again up to ``retries`` times; the ones that still fail.
+    ``ds()`` is the in-memory grid, there by the time the first layer arrives."""
     spec = work.plan.spec
     cells = spec.repeats * len(spec.sigmas)
     failed: list[LayerFailed] = []
@@ -320,7 +348,7 @@ def _run(
     executor: Executor,
     work: LayerWork,
     tasks: list[LayerTask],
-    ds: xr.Dataset,
+    dataset: Callable[[], xr.Dataset],
     path: Path | None,
     counter: CellCounter,
     cells_per_layer: int,
@@ -334,6 +362,7 @@ def _run(
             failed.append(outcome)
             continue
         # a file resumed from before a variable existed (e.g. topk_accuracy) keeps its own set
+        ds = dataset()
         outcome.values = {k: v for k, v in outcome.values.items() if k in ds}
         if path is not None:
             store.write_layer(path, task.index, outcome.values, done=task.flag, whole=outcome.whole)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from walknoise.noise.kinds import make_noise
+from walknoise.walk.clean import Clean, clean_of
 from walknoise.walk.layout import fast_layout
 from walknoise.walk.lockstep import Lockstep
 from walknoise.walk.metrics import NEEDS_CLEAN, BatchStats, Target, layer_midpoint
@@ -26,7 +27,7 @@ from walknoise.walk.refine import Curve, midpoint_values, refine, visit_values
 from walknoise.walk.runner import Group, LayerRunner, Probed
 from walknoise.walk.schema import MAX_VISITS
 from walknoise.walk.search import Probe, Search, find_midpoint
-from walknoise.walk.stream import CHECKPOINT_EVERY, Checkpoint, Job, stream
+from walknoise.walk.stream import CHECKPOINT_EVERY, CLEAN, Checkpoint, Job, stream
 from walknoise.walk.trainphase import TrainPhase
 
 # The eval variables, each read from a repeat's stats; the midpoint metric's variable.
@@ -37,7 +38,7 @@ _METRIC_VAR = {"accuracy": "accuracy", "topk": "topk_accuracy", "agreement": "ag
                "kl": "kl", "loss": "loss"}  # fmt: skip
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Context:
     """What every layer of one call shares."""
 
@@ -45,9 +46,18 @@ class Context:
     nets: list[nn.Module]
     """The model of each repeat: the scanned one, or the train phase's clean model per seed."""
     trainer: TrainPhase | None
-    target: Target
     probed: dict[int, Probed] = dataclasses.field(default_factory=dict)
     """Per model, whether its samples mix and where σ copies fan out (probed once)."""
+
+    @property
+    def target(self) -> Target:
+        """The midpoint metric's clean value and end (by accuracy in a train phase)."""
+        spec, trainer = self.plan.spec, self.trainer
+        target = target_of(spec.metric, self.plan.clean)
+        if trainer is None:
+            return target
+        clean = float(np.mean([trainer.clean_accuracy(r) for r in range(spec.repeats)]))
+        return Target("accuracy", clean, target.end)
 
 
 def eval_layers(
@@ -58,11 +68,14 @@ def eval_layers(
     progress: Callable[[float], None] | None = None,
     checkpoints: Path | None = None,
     every: int = CHECKPOINT_EVERY,
+    on_clean: Callable[[Clean], Plan] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(layer, values)`` for each of ``layers``, in the order their midpoints are found.
 
     With ``checkpoints`` (a folder), the grid's sums are saved there every ``every`` batches
-    and resumed from; the checkpoint is removed once every layer has been handed over.
+    and resumed from; the checkpoint is removed once every layer has been handed over. With
+    ``on_clean``, the clean reference comes from the grid's own pass (the data is read once
+    for both) and ``on_clean(clean)`` returns the plan completed with it.
     """
     ctx = _context(model, plan, trainer)
     if plan.spec.midpoint_search:
@@ -72,24 +85,31 @@ def eval_layers(
     checkpoint = (
         Checkpoint.for_jobs(checkpoints, plan.identity, jobs, every) if checkpoints else None
     )
-    grid = _grid(ctx, layers, jobs, checkpoint)
-    yield from _refined(ctx, layers, grid)
+    clean = (jobs[0].runner, plan.spec.topk) if on_clean else None
+    sums = stream(jobs, plan.batches, plan.spec.batch_size, checkpoint, clean=clean)
+    if on_clean is not None:
+        ctx.plan = on_clean(_clean_reference(ctx.nets[0], plan, sums.pop(CLEAN)))
+    yield from _refined(ctx, layers, _grid(ctx, layers, sums))
     if checkpoint is not None:
         checkpoint.remove()
 
 
 def _context(model: nn.Module, plan: Plan, trainer: TrainPhase | None) -> Context:
     spec, probe = plan.spec, plan.batches.head(2)
-    target = target_of(spec.metric, plan.clean)
     if trainer is None:
         nets = [fast_layout(model, probe)] * spec.repeats
-    else:  # the train phase's scans drive the midpoint by accuracy
+    else:
         nets = [
             fast_layout(trainer.clean_model(r).to(plan.device), probe) for r in range(spec.repeats)
         ]
-        clean = float(np.mean([trainer.clean_accuracy(r) for r in range(spec.repeats)]))
-        target = Target("accuracy", clean, target.end)
-    return Context(plan, nets, trainer, target)
+    return Context(plan, nets, trainer)
+
+
+def _clean_reference(model: nn.Module, plan: Plan, sums: BatchStats) -> Clean:
+    """The clean reference from the grid pass's clean sums (the classes from one sample)."""
+    with torch.inference_mode():
+        classes = int(model(plan.batches.head(1)).shape[-1])
+    return clean_of(sums, classes, plan.spec.topk, {})
 
 
 def _grid_jobs(
@@ -107,11 +127,10 @@ def _grid_jobs(
 
 
 def _grid(
-    ctx: Context, layers: Sequence[str], jobs: Sequence[Job], checkpoint: Checkpoint | None
+    ctx: Context, layers: Sequence[str], sums: Mapping[str, BatchStats]
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Every (layer, σ, repeat) cell of the grid, in one pass over the data."""
+    """Every (layer, σ, repeat) cell's variables from the grid pass's sums."""
     spec = ctx.plan.spec
-    sums = stream(jobs, ctx.plan.batches, spec.batch_size, checkpoint)
     grid = {}
     for layer in layers:
         values = {k: np.empty((len(spec.sigmas), spec.repeats)) for k in _NAMES}
@@ -242,7 +261,7 @@ def _runner(
         max_batch=plan.spec.max_batch,
         widths=widest_after(plan.found),
         progress=progress,
-        topk=plan.clean.topk if extra else None,
+        topk=plan.spec.topk if extra else None,  # capped at the classes where used
         probed=ctx.probed.setdefault(id(model), Probed()),
         dtype=None if plan.compute_dtype == "float32" else getattr(torch, plan.compute_dtype),
     )

@@ -54,7 +54,7 @@ class BatchStats:
         """Add one batch's top-k, agreement and KL sums to copies ``sl`` (see :func:`extra`)."""
         assert self.topk_correct is not None and self.agree is not None
         assert self.kl_sum is not None and self.both_finite is not None
-        top, agree, kl, fin = extra(logits, y, clean, k)
+        top, agree, kl, fin = extra(logits, y, clean, min(k, logits.shape[-1]))
         self.topk_correct[sl] += top
         self.agree[sl] += agree
         self.kl_sum[sl] += kl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -177,9 +178,15 @@ class Plan:
 
 @model_errors()  # the user's model runs here: its failures are one line
 def make_plan(
-    model: nn.Module, data: Any, spec: ScanSpec, device: torch.device | None = None
+    model: nn.Module,
+    data: Any,
+    spec: ScanSpec,
+    device: torch.device | None = None,
+    clean: bool = True,
 ) -> Plan:
-    """``device`` overrides ``spec.device`` here (workers elsewhere still use the spec's)."""
+    """``device`` overrides ``spec.device`` here (workers elsewhere still use the spec's).
+    ``clean=False`` leaves the clean reference to the grid's pass (see :func:`complete`);
+    the plan then knows only the number of classes."""
     device = device or resolve_device(spec.device)
     td = data if isinstance(data, Source) else open_source(data)
     _check_labelled(td, spec)
@@ -190,11 +197,17 @@ def make_plan(
     points = survey(model, td.input_shape, device)
     found = points.points
     chosen = [p.name for p in select(found, spec.layers, spec.types, points.skipped)]
-    clean = clean_pass(model, batches, chosen, spec.batch_size, spec.topk)
-    target_of(spec.metric, clean)  # a metric without a midpoint fails before any cell
-    if spec.phase != "train" and td.labelled:  # a train phase's model may be a template
-        _warn_below_chance(clean, len(td))
-    scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}
+    if clean:
+        reference = clean_pass(model, batches, chosen, spec.batch_size, spec.topk)
+        target_of(spec.metric, reference)  # a metric without a midpoint fails before any cell
+        if spec.phase != "train" and td.labelled:  # a train phase's model may be a template
+            _warn_below_chance(reference, len(td))
+    else:
+        with torch.inference_mode():
+            classes = int(model(batches.head(1)).shape[-1])
+        reference = Clean(math.nan, math.nan, classes, {}, topk=min(spec.topk, classes))
+        target_of(spec.metric, reference)  # the checks that need only the classes
+    scales = {p: (reference.output_std[p] if spec.relative else 1.0) for p in chosen}
     compute = native_dtype(spec.dtype, device)
     if compute != spec.dtype:
         log.warning("%s has no native %s kernels: the scan runs in float32", device, spec.dtype)
@@ -218,12 +231,20 @@ def make_plan(
         found,
         chosen,
         axis,
-        clean,
+        reference,
         scales,
         identity,
         param_layers(model) if spec.phase != "eval" else [],
         compute,
     )
+
+
+def complete(plan: Plan, clean: Clean) -> Plan:
+    """``plan`` with the clean reference its grid's pass measured (``make_plan(clean=False)``)."""
+    target_of(plan.spec.metric, clean)
+    if plan.data.labelled:
+        _warn_below_chance(clean, len(plan.data))
+    return dataclasses.replace(plan, clean=clean)
 
 
 def attrs(plan: Plan) -> dict[str, Any]:

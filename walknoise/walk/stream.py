@@ -23,12 +23,15 @@ from typing import Any
 
 import torch
 
-from walknoise.walk.clean import Batches
+from walknoise.walk.clean import Batches, add_clean
 from walknoise.walk.metrics import BatchStats
 from walknoise.walk.runner import Group, LayerRunner
 
 CHECKPOINT_EVERY = 10
 """Batches between checkpoints: at most this many batches are computed again after a kill."""
+
+CLEAN = "<clean>"
+"""The clean model's sums in a pass that also computes them (``stream(clean=...)``)."""
 
 log = logging.getLogger("walknoise")
 
@@ -116,17 +119,24 @@ def stream(
     batch_size: int,
     checkpoint: Checkpoint | None = None,
     on_batch: Callable[[int], None] | None = None,
+    clean: tuple[LayerRunner, int] | None = None,
 ) -> dict[str, BatchStats]:
     """Every job's sums over all of ``data``, each batch read once.
 
     A batch's sums are added only when every job has computed it, so the totals (and a
     checkpoint) always hold whole batches. ``on_batch(b)`` is called after batch ``b``.
+    With ``clean`` (a runner and the top-k), the totals also hold the clean model's sums
+    under :data:`CLEAN` (see ``walknoise.walk.clean.add_clean``): the clean reference of a
+    scan from the same pass as its grid.
     """
     if not jobs:
         return {}
     first = jobs[0].runner
     start, totals = 0, {j.key: j.runner.zeros() for j in jobs}
-    loaded = checkpoint.load(first.device, [j.key for j in jobs]) if checkpoint else None
+    if clean is not None:
+        totals[CLEAN] = _clean_zeros(clean[0])
+    keys = list(totals)
+    loaded = checkpoint.load(first.device, keys) if checkpoint else None
     if loaded is not None:
         start, totals = loaded
         log.info("resuming a pass over the data at batch %d", start)
@@ -135,6 +145,8 @@ def stream(
         for b, xb, yb in data.batches(batch_size, start):
             xb, yb = first.to_device(xb, yb)
             fresh = _batch(jobs, b, xb, yb)
+            if clean is not None:
+                fresh[CLEAN] = _clean_batch(*clean, xb, yb)
             for key, stats in fresh.items():
                 totals[key].add(stats)
             done = b + 1
@@ -149,6 +161,19 @@ def stream(
     if checkpoint is not None and done > start:
         checkpoint.save(done, totals)  # the whole pass: nothing to compute again after a kill
     return totals
+
+
+def _clean_zeros(runner: LayerRunner) -> BatchStats:
+    stats = BatchStats.zeros(1, runner.device)
+    stats.labelled = runner.data.labelled
+    return stats
+
+
+def _clean_batch(runner: LayerRunner, topk: int, xb: torch.Tensor, yb: torch.Tensor) -> BatchStats:
+    stats = _clean_zeros(runner)
+    with torch.inference_mode():
+        add_clean(stats, runner.model(xb), yb, topk)
+    return stats
 
 
 def _digest(what: object) -> str:
