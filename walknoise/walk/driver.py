@@ -6,10 +6,9 @@ layers wherever they run and hand them back; each one is written as it arrives.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,16 @@ from walknoise.devices import resolve_device
 from walknoise.errors import WalknoiseError
 from walknoise.io.lock import locks_output
 from walknoise.noise.kinds import make_noise
-from walknoise.progress import progress_bar
 from walknoise.sources import InMemory, Source, open_source
 from walknoise.training import TrainConfig
 from walknoise.types import Device, ExecutorName, NoiseKind, ScanPhase
-from walknoise.walk import store
-from walknoise.walk.cells import EVAL, TRAIN, LayerTask, LayerWork
+from walknoise.walk.cells import LayerWork
 from walknoise.walk.clean import Clean
-from walknoise.walk.executors import Executor, LayerFailed, Serial, make_executor
+from walknoise.walk.collect import count, every_eval, run_all, todo
+from walknoise.walk.executors import Executor, Serial, make_executor
 from walknoise.walk.output import OutputKey, selecting_output
 from walknoise.walk.plan import Plan, complete, make_plan, prepare
 from walknoise.walk.result import Result
-from walknoise.walk.runner import CellCounter
 from walknoise.walk.spec import ScanSpec, parse_sigmas, split_names
 from walknoise.walk.stream import CHECKPOINT_EVERY
 from walknoise.walk.trainphase import TrainPhase
@@ -244,15 +241,15 @@ def run_spec(
             checkpoint_every=checkpoint_every,
             on_clean=on_clean if fused else None,
         )
-        tasks = _todo(files[0], plan) if files else _every_eval(plan)
-        failed = _run_all(executor, work, tasks, lambda: files[0], path, progress, retries)
+        tasks = todo(files[0], plan) if files else every_eval(plan)
+        failed = run_all(executor, work, tasks, lambda: files[0], path, progress, retries)
     folder = partial_folder(path)
     if not failed and folder is not None:  # every layer is in the file: no partial sums needed
         shutil.rmtree(folder, ignore_errors=True)
     if failed:
         where = f"finished layers are saved in {path}; " if path else ""
         raise WalknoiseError(
-            f"{_count(failed)} failed ({failed[0].message}); {where}"
+            f"{count(failed)} failed ({failed[0].message}); {where}"
             "run the same scan again to compute the rest"
         )
     return Result(files[0])
@@ -269,10 +266,6 @@ def _fuses(
         isinstance(executor, Serial) and not isinstance(data, InMemory) and fresh
         and spec.phase == "eval" and not spec.relative and not spec.midpoint_search
     )  # fmt: skip
-
-
-def _every_eval(plan: Plan) -> list[LayerTask]:
-    return [LayerTask(i, layer, EVAL) for i, layer in enumerate(plan.axis)]
 
 
 def partial_folder(path: Path | None) -> Path | None:
@@ -292,39 +285,6 @@ def kept_modes(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _run_all(
-    executor: Executor,
-    work: LayerWork,
-    tasks: list[LayerTask],
-    ds: Callable[[], xr.Dataset],
-    path: Path | None,
-    progress: bool,
-    retries: int,
-) -> list[LayerFailed]:
-    """Every task, and failed ones again up to ``retries`` times; the ones that still fail.
-    ``ds()`` is the in-memory grid, there by the time the first layer arrives."""
-    spec = work.plan.spec
-    cells = spec.repeats * len(spec.sigmas)
-    failed: list[LayerFailed] = []
-    with progress_bar(
-        total=len(tasks) * cells, unit="cell", disable=not progress, desc="scan"
-    ) as bar:
-        counter = CellCounter(bar)  # per batch in this process, per layer from workers
-        work = dataclasses.replace(work, progress=counter.advance)
-        for attempt in range(retries + 1):
-            failed = _run(executor, work, tasks, ds, path, counter, cells)
-            if not failed:
-                break
-            tasks = [f.task for f in failed]
-            again = "submitting them again" if attempt < retries else "giving up"
-            log.warning("%s failed, %s", _count(failed), again)
-    return failed
-
-
-def _count(failed: list[LayerFailed]) -> str:
-    return f"{len(failed)} layer{'s' if len(failed) != 1 else ''}"
-
-
 def _open(data: Any, normalize: str | Normalization, train_data: Any) -> Source:
     """The test data as a source, normalised: ``"standard"`` with training data measures that,
     else the data itself (a streamed source with one pass of its own)."""
@@ -342,54 +302,6 @@ def _planning_device(spec: ScanSpec, executor: Executor) -> torch.device | None:
         except WalknoiseError:
             return torch.device("cpu")
     return None
-
-
-def _run(
-    executor: Executor,
-    work: LayerWork,
-    tasks: list[LayerTask],
-    dataset: Callable[[], xr.Dataset],
-    path: Path | None,
-    counter: CellCounter,
-    cells_per_layer: int,
-) -> list[LayerFailed]:
-    """Store each layer as it arrives; return the tasks that failed."""
-    failed = []
-    for outcome in executor.map(work, tasks):
-        task = outcome.task
-        if isinstance(outcome, LayerFailed):
-            log.warning("layer %s: %s", task.layer, outcome.message)
-            failed.append(outcome)
-            continue
-        # a file resumed from before a variable existed (e.g. topk_accuracy) keeps its own set
-        ds = dataset()
-        outcome.values = {k: v for k, v in outcome.values.items() if k in ds}
-        if path is not None:
-            store.write_layer(path, task.index, outcome.values, done=task.flag, whole=outcome.whole)
-        _update(ds, task.index, outcome.values, task.flag, outcome.whole)
-        counter.bar.set_postfix_str(f"{task.layer} ({'train' if task.flag == TRAIN else 'eval'})")
-        counter.layer_done(cells_per_layer)
-    return failed
-
-
-def _todo(ds: xr.Dataset, plan: Plan) -> list[LayerTask]:
-    flags = ([EVAL] if plan.eval_phase else []) + ([TRAIN] if plan.train_phase else [])
-    return [
-        LayerTask(i, plan.axis[i], f)
-        for f in flags
-        for i, done in enumerate(ds[f].values)
-        if not done
-    ]
-
-
-def _update(
-    ds: xr.Dataset, i: int, values: dict[str, Any], done_flag: str, whole: dict[str, Any]
-) -> None:
-    for name, value in values.items():
-        ds[name][i] = value
-    for name, value in whole.items():
-        ds[name][...] = value
-    ds[done_flag][i] = 1
 
 
 def _trainer(model: nn.Module, plan: Plan, train_data: Any) -> TrainPhase:
