@@ -9,7 +9,7 @@ import pytest
 
 import walknoise
 from walknoise.noise.kinds import make_noise
-from walknoise.walk import driver
+from walknoise.walk import collect
 from walknoise.walk.clean import Tensors
 from walknoise.walk.runner import LayerRunner
 
@@ -52,7 +52,7 @@ class Bar:
 
 
 def test_the_bar_moves_within_a_layer(trained_mlp, data, monkeypatch) -> None:
-    monkeypatch.setattr(driver, "progress_bar", Bar)
+    monkeypatch.setattr(collect, "progress_bar", Bar)
     walknoise.scan(
         trained_mlp, data, layers="fc1,fc2", sigmas=SIGMAS, repeats=2, batch_size=100,
         progress=True,

@@ -60,6 +60,20 @@ class BatchStats:
         self.kl_sum[sl] += kl
         self.both_finite[sl] += fin
 
+    def add_all(self, sl: slice, sums: tuple[torch.Tensor, ...]) -> None:
+        """Add :func:`all_sums` of one batch to copies ``sl`` (unlabelled: no count, no loss)."""
+        correct, loss, finite, top, agree, kl, both = sums
+        assert self.topk_correct is not None and self.agree is not None
+        assert self.kl_sum is not None and self.both_finite is not None
+        if self.labelled:
+            self.correct[sl] += correct
+            self.loss_sum[sl] += loss
+        self.finite[sl] += finite
+        self.topk_correct[sl] += top
+        self.agree[sl] += agree
+        self.kl_sum[sl] += kl
+        self.both_finite[sl] += both
+
     def accuracy(self) -> np.ndarray:
         return self._labelled((self.correct / max(self.total, 1)).cpu().numpy())
 
@@ -143,6 +157,31 @@ def score(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
     )
     loss_sum = torch.where(finite, loss, torch.zeros_like(loss)).sum(dim=1)
     return correct, loss_sum, finite.sum(dim=1)
+
+
+def all_sums(
+    logits: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, k: int
+) -> tuple[torch.Tensor, ...]:
+    """:func:`score` and :func:`extra` at once: correct, loss sum, finite rows, top-k correct,
+    agreement, KL sum and its rows, with one float64 log-softmax of the noisy logits shared
+    by the loss and the KL, and the clean one computed once for every copy (on a small model
+    these sums cost more than the forward pass)."""
+    finite = torch.isfinite(logits).all(dim=-1)
+    clean_finite = torch.isfinite(clean).all(dim=-1)
+    both = finite & clean_finite
+    pred = logits.argmax(dim=-1)
+    correct = ((pred == y) & finite).sum(dim=1)
+    agree = ((pred == clean.argmax(dim=-1)) & finite).sum(dim=1)
+    top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices
+    topk_correct = ((top == y.unsqueeze(-1)).any(dim=-1) & finite).sum(dim=1)
+    zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
+    log_q = F.log_softmax(torch.where(finite.unsqueeze(-1), logits, zero).double(), dim=-1)
+    picked = log_q.gather(-1, y.clamp(min=0).expand(*finite.shape).unsqueeze(-1)).squeeze(-1)
+    loss_sum = torch.where(finite, -picked, 0.0).sum(dim=1)
+    log_p = F.log_softmax(torch.where(clean_finite.unsqueeze(-1), clean, zero).double(), dim=-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    kl_sum = torch.where(both, kl, 0.0).sum(dim=1)
+    return correct, loss_sum, finite.sum(dim=1), topk_correct, agree, kl_sum, both.sum(dim=1)
 
 
 def extra(

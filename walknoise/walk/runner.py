@@ -26,7 +26,7 @@ from walknoise.noise.linear import linear_hook, linear_successors
 from walknoise.noise.points import GLOBAL
 from walknoise.walk.batchstats import PROBE_SAMPLES, mixes_samples
 from walknoise.walk.clean import Batches, score_of
-from walknoise.walk.metrics import BatchStats
+from walknoise.walk.metrics import BatchStats, all_sums
 
 ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
 
@@ -260,12 +260,13 @@ class LayerRunner:
         clean: torch.Tensor | None,
     ) -> None:
         out = logits.float().reshape(-1, len(yb), logits.shape[-1])
-        c, ls, fin = score_of(out, yb, stats.labelled)
-        stats.correct[sl] += c
-        stats.loss_sum[sl] += ls
-        stats.finite[sl] += fin
-        if clean is not None and self.topk is not None:
-            stats.add_extra(sl, out, yb, clean, self.topk)
+        if clean is None or self.topk is None:
+            c, ls, fin = score_of(out, yb, stats.labelled)
+            stats.correct[sl] += c
+            stats.loss_sum[sl] += ls
+            stats.finite[sl] += fin
+        else:
+            stats.add_all(sl, all_sums(out, yb, clean, self.topk))
 
     def chunk(self, batch: int, points: Sequence[str]) -> int:
         """σ copies per forward pass of a whole batch: within ``max_batch`` samples and the
