@@ -32,6 +32,7 @@ WEIGHTS = "walknoise/walk/weights.py"
 TRAIN = "walknoise/walk/trainphase.py"
 SELFBIN = "walknoise/walk/selfbin.py"
 RUNNER = "walknoise/walk/runner.py"
+CLEAN = "walknoise/walk/clean.py"
 PLAN = "walknoise/walk/plan.py"
 
 NOISE_T = (
@@ -91,8 +92,8 @@ MUTANTS: list[Mutant] = [
       NOISE_T),
     # --- injection -------------------------------------------------------------------------------
     m("seed hash byte order flipped", INJECT,
-      'int.from_bytes(digest[:8], "little")',
-      'int.from_bytes(digest[:8], "big")',
+      '{repeat}:{batch}".encode()).digest()\n    return int.from_bytes(digest[:8], "little")',
+      '{repeat}:{batch}".encode()).digest()\n    return int.from_bytes(digest[:8], "big")',
       NOISE_T, listed=True),
     m("seed hash ignores the repeat order", INJECT,
       'f"walknoise:{seed}:{layer}:{repeat}"',
@@ -125,10 +126,10 @@ MUTANTS: list[Mutant] = [
     m("extra inputs at <input> dropped", SITES, "else (new, *args[1:])", "else (new,)", NOISE_T),
     # --- scan cells: relative σ, clean std, fan-out ----------------------------------------------
     m("relative σ ignored (plan)", PLAN,
-      "scales = {p: (clean.output_std[p] if spec.relative else 1.0) for p in chosen}",
+      "scales = {p: (reference.output_std[p] if spec.relative else 1.0) for p in chosen}",
       "scales = {p: 1.0 for p in chosen}",
       SCAN_T, listed=True),
-    m("clean std without centring", RUNNER,
+    m("clean std without centring", CLEAN,
       "max(sq / n - mean * mean, 0.0)",
       "max(sq / n, 0.0)",
       SCAN_T),
@@ -154,8 +155,8 @@ MUTANTS: list[Mutant] = [
       "torch.zeros_like(logits))",
       METRICS_T, listed=True),
     m("non-finite rows counted correct", METRICS,
-      "correct = ((pred == y) & finite).sum(dim=1)",
-      "correct = (pred == y).sum(dim=1)",
+      "correct = ((pred == y) & finite).sum(dim=1)\n    agree",
+      "correct = (pred == y).sum(dim=1)\n    agree",
       METRICS_T),
     m("mean loss over all rows", METRICS,
       "(self.loss_sum / self.finite)",
@@ -256,8 +257,8 @@ MUTANTS: list[Mutant] = [
       "if len(self.sigmas) > MAX_CELLS:",
       SPEC_T, listed=True),
     m("runtime fields kept in the identity", SPEC,
-      'RUNTIME_FIELDS = ("device", "max_batch")',
-      'RUNTIME_FIELDS = ("device",)',
+      'RUNTIME_FIELDS = ("device", "max_batch", "dtype")',
+      'RUNTIME_FIELDS = ("device", "dtype")',
       SPEC_T, listed=True),
     m("spec ratio lost on reload", SPEC,
       "kwargs = {k: v for k, v in raw.items() if k in names}",
