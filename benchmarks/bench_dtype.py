@@ -41,9 +41,6 @@ print(json.dumps({"seconds": seconds, "midpoints": {k: float(v) for k, v in mids
 """
 
 
-RESNET_LAYERS = "conv1,relu,s1b0.conv1,s1r0,s2b0.conv2,s2r1,s3b1.conv1,s3r2,fc"
-
-
 def setup(arch: str, quick: bool) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
     """The model, its data and the scan's settings (the same for both dtypes)."""
     kwargs: dict[str, Any] = dict(
@@ -64,8 +61,8 @@ def setup(arch: str, quick: bool) -> tuple[torch.nn.Module, Any, dict[str, Any]]
 
     torch.manual_seed(0)
     model = resnet20().eval()
-    kwargs["sigmas"] = "log:1e-2:1e1:5" if quick else "log:1e-2:1e1:13"
-    kwargs["layers"] = "conv1,s2b0.conv1,s3b2.conv2,fc" if quick else RESNET_LAYERS
+    kwargs["sigmas"] = "log:1e-2:1e1:5" if quick else "log:1e-2:1e1:9"
+    kwargs["layers"] = "conv1,s2b0.conv1,s3b2.conv2,fc"
     return model, random_data(model, 128 if quick else 500), kwargs
 
 
