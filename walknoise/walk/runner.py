@@ -26,6 +26,7 @@ from walknoise.noise.linear import linear_hook, linear_successors
 from walknoise.noise.points import GLOBAL
 from walknoise.walk.batchstats import PROBE_SAMPLES, mixes_samples
 from walknoise.walk.clean import Batches, score_of
+from walknoise.walk.enclosing import enclosing, replicating
 from walknoise.walk.metrics import BatchStats, all_sums
 
 ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
@@ -63,6 +64,9 @@ class Probed:
     """Whether a sample's output depends on the others in its batch."""
     fans: dict[tuple[str, ...], bool | None] = field(default_factory=dict)
     """Whether σ copies fan out at the points (``None``: not known yet)."""
+    enclosing: dict[tuple[str, ...], str | None] = field(default_factory=dict)
+    """Where copies fan out when not at the points: a module around them (``None``: the
+    network's input)."""
     successors: dict[str, str] | None = None
     """Point -> the linear module that alone takes its tensor (``None``: not traced yet)."""
 
@@ -336,8 +340,31 @@ class LayerRunner:
             self._fans[points] = fans = False
         if fans:
             return self._model(xb)
+        at = self._fan_at(points, xb, fo)
+        if at is not None:
+            with replicating(self.model.get_submodule(at), copies):
+                return self._model(xb)
         rep = xb.unsqueeze(0).expand(copies, *xb.shape).reshape(copies * len(xb), *xb.shape[1:])
         return self._model(rep)
+
+    def _fan_at(self, points: tuple[str, ...], xb: torch.Tensor, fo: Fanout) -> str | None:
+        """The innermost module around the single point at whose input the copies fan out
+        (found on the first pass of two or more samples, as the point's own fan-out)."""
+        if len(points) != 1:
+            return None
+        if points not in self.probed.enclosing and len(xb) > 1:
+            self.probed.enclosing[points] = None
+            for name in enclosing(points[0]):
+                try:
+                    with replicating(self.model.get_submodule(name), fo.copies):
+                        ok = self._model(xb).shape[0] == fo.copies * len(xb)
+                except (RuntimeError, WalknoiseError, AttributeError):
+                    ok = False
+                fo.replay()  # the probe's pass drew or replayed the ε; the real pass replays
+                if ok:
+                    self.probed.enclosing[points] = name
+                    break
+        return self.probed.enclosing.get(points)
 
     def _model(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.model(x)
