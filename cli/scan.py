@@ -11,7 +11,7 @@ from walknoise.devices import resolve_device
 from walknoise.io.provenance import invoked_as
 from walknoise.noise.kinds import KINDS
 from walknoise.types import ExecutorName, NoiseKind
-from walknoise.walk.driver import run_spec
+from walknoise.walk.driver import partial_folder, run_spec
 from walknoise.walk.metrics import METRICS
 from walknoise.walk.report import midpoint_table
 from walknoise.walk.spec import DTYPES, ScanSpec, parse_sigmas, split_names
@@ -193,7 +193,13 @@ def scan(
     command = command_line(click.get_current_context())
 
     def stopped() -> str:  # asked at the Ctrl-C: the file may not exist yet
+        partial = partial_folder(Path(output))
         if not Path(output).exists():
+            if partial is not None and any(partial.glob("*.pt")):  # a streamed first pass
+                return (
+                    f"interrupted: the pass's partial sums are saved in {partial}; "
+                    "run the same command again to resume"
+                )
             return f"interrupted before {output} was written; nothing to resume"
         return (
             f"interrupted: finished layers are saved in {output}; "
