@@ -55,9 +55,9 @@ def wait_passively_when_busy(env: MutableMapping[str, str]) -> None:
     """Before torch loads OpenMP: on a machine already as busy as it has cores, let OpenMP's
     threads sleep instead of spinning while they wait for each other.
 
-    Measured on 2 cores, the LeNet-5 walk (12 points × 25 σ × 5 repeats): quiet, one thread
-    11.8 s, two spinning (the default) 8.1 s, two sleeping 12.1 s; with one busy process
-    beside it, 12.6 s, 28.2 s and 13.9 s. Spinning wins on an idle machine and loses 2×
+    Measured on 2 cores (benchmarks/bench_threads.py), the LeNet-5 walk: idle, one thread
+    12.4 s, two spinning (the default) 7.5 s, two sleeping 10.4 s; beside one busy process,
+    12.1 s, 24.1 s and 12.4 s. Spinning wins on an idle machine and loses 2×
     on a busy one, so the choice goes by the load at start; a user's own setting stands.
     """
     try:
