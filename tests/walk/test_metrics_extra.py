@@ -237,3 +237,26 @@ def test_a_file_from_before_the_new_metrics_resumes(hundred, tmp_path) -> None: 
     resumed = walknoise.scan(model, (x, y), **kw).dataset  # type: ignore[arg-type]
     assert "agreement" not in resumed
     np.testing.assert_array_equal(resumed["accuracy"].values, whole["accuracy"].values)
+
+
+def test_fused_sums_equal_score_and_extra() -> None:
+    """``all_sums`` (what a scan adds per batch: one log-sum-exp shared by loss and KL, top-k
+    by counting rivals) against ``score`` and ``extra`` computed separately."""
+    from walknoise.walk.metrics import all_sums, score
+
+    noisy, clean, y = _logits(3)
+    noisy[0, 5] = noisy[0, 5].clamp(max=0) + torch.tensor([1e30, 0, 0, 0, 0, 0])  # a huge gap
+    fused = all_sums(noisy, y, clean, 3)
+    parts = (*score(noisy, y), *extra(noisy, y, clean, 3))
+    for a, b in zip(fused, parts, strict=True):
+        # float64 both ways, different formulas (log-sum-exp algebra against log-softmax)
+        np.testing.assert_allclose(a.double().numpy(), b.double().numpy(), rtol=1e-12)
+
+
+def test_topk_counts_a_tie_for_the_label() -> None:
+    from walknoise.walk.metrics import topk_hits
+
+    logits = torch.tensor([[[3.0, 1.0, 1.0, 0.0]]])
+    assert topk_hits(logits, torch.tensor([1]), 2).item()  # one rival above, one tied
+    assert topk_hits(logits, torch.tensor([2]), 2).item()
+    assert not topk_hits(logits, torch.tensor([3]), 3).item()  # three strictly above

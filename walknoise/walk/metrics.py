@@ -163,25 +163,34 @@ def all_sums(
     logits: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, ...]:
     """:func:`score` and :func:`extra` at once: correct, loss sum, finite rows, top-k correct,
-    agreement, KL sum and its rows, with one float64 log-softmax of the noisy logits shared
-    by the loss and the KL, and the clean one computed once for every copy (on a small model
-    these sums cost more than the forward pass)."""
+    agreement, KL sum and its rows. On a small model these sums cost more than the forward
+    pass, so the noisy logits get one float64 log-sum-exp shared by the loss and the KL
+    (KL = Σ p log p − Σ p z + lse(z)), the clean softmax is computed once for every copy,
+    and top-k counts rivals instead of sorting."""
     finite = torch.isfinite(logits).all(dim=-1)
     clean_finite = torch.isfinite(clean).all(dim=-1)
     both = finite & clean_finite
     pred = logits.argmax(dim=-1)
     correct = ((pred == y) & finite).sum(dim=1)
     agree = ((pred == clean.argmax(dim=-1)) & finite).sum(dim=1)
-    top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices
-    topk_correct = ((top == y.unsqueeze(-1)).any(dim=-1) & finite).sum(dim=1)
+    topk_correct = (topk_hits(logits, y, k) & finite).sum(dim=1)
     zero = torch.zeros((), dtype=logits.dtype, device=logits.device)
-    log_q = F.log_softmax(torch.where(finite.unsqueeze(-1), logits, zero).double(), dim=-1)
-    picked = log_q.gather(-1, y.clamp(min=0).expand(*finite.shape).unsqueeze(-1)).squeeze(-1)
-    loss_sum = torch.where(finite, -picked, 0.0).sum(dim=1)
+    z = torch.where(finite.unsqueeze(-1), logits, zero).double()
+    lse = torch.logsumexp(z, dim=-1)
+    picked = z.gather(-1, y.clamp(min=0).expand(*finite.shape).unsqueeze(-1)).squeeze(-1)
+    loss_sum = torch.where(finite, lse - picked, 0.0).sum(dim=1)
     log_p = F.log_softmax(torch.where(clean_finite.unsqueeze(-1), clean, zero).double(), dim=-1)
-    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    p = log_p.exp()
+    kl = (p * log_p).sum(dim=-1) - (p * z).sum(dim=-1) + lse
     kl_sum = torch.where(both, kl, 0.0).sum(dim=1)
     return correct, loss_sum, finite.sum(dim=1), topk_correct, agree, kl_sum, both.sum(dim=1)
+
+
+def topk_hits(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Whether the label is among the top ``k``: fewer than ``k`` classes score strictly
+    higher (a tie counts for the label; one comparison pass instead of a sort)."""
+    true = logits.gather(-1, y.clamp(min=0).expand(*logits.shape[:-1]).unsqueeze(-1))
+    return (logits > true).sum(dim=-1) < k
 
 
 def extra(
@@ -201,8 +210,7 @@ def extra(
     """
     finite = torch.isfinite(logits).all(dim=-1)
     both = finite & torch.isfinite(clean).all(dim=-1)
-    top = logits.topk(k, dim=-1).indices
-    topk_correct = ((top == y.unsqueeze(-1)).any(dim=-1) & finite).sum(dim=1)
+    topk_correct = (topk_hits(logits, y, k) & finite).sum(dim=1)
     agree = ((logits.argmax(dim=-1) == clean.argmax(dim=-1)) & finite).sum(dim=1)
     zero = torch.zeros_like(logits)
     log_q = F.log_softmax(torch.where(both.unsqueeze(-1), logits, zero).double(), dim=-1)
