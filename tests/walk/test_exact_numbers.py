@@ -188,3 +188,18 @@ def test_combined_ratio_survives_the_json_round_trip() -> None:
     spec = ScanSpec(sigmas=(0.1,), noise="combined", ratio=0.3)
     again = ScanSpec.from_json(spec.to_json())
     assert again.ratio == 0.3 and again.identity()["ratio"] == 0.3
+
+
+def test_midpoint_rows_equal_one_call_per_row() -> None:
+    """The bootstrap's vectorised midpoints against :func:`midpoint` row by row, on curves
+    that cross, start below, never cross and hold a NaN."""
+    from walknoise.walk.metrics import midpoint, midpoint_rows
+
+    rng = np.random.default_rng(3)
+    curves = np.sort(rng.uniform(0.05, 0.95, (200, len(SIGMAS))), axis=1)[:, ::-1]
+    curves[0] = 0.9  # never crosses
+    curves[1] = 0.2  # below at the smallest σ
+    curves[2, 3] = np.nan
+    want = [midpoint(SIGMAS, c, 0.9, 0.1)[0] for c in curves]
+    # same formula, numpy's vector log/exp against its scalar ones: a few ulps at most
+    np.testing.assert_allclose(midpoint_rows(SIGMAS, curves, 0.9, 0.1), want, rtol=1e-13)
