@@ -50,7 +50,7 @@ def test_block_fan_out_gives_the_replicated_cells(monkeypatch) -> None:  # type:
     fast = walknoise.scan(model, (x, y), **kw)
     at_block = max(seen)
     seen.clear()
-    monkeypatch.setattr(runner, "enclosing", lambda point: [])  # replicate the input instead
+    monkeypatch.setattr(runner, "find_fan", lambda *a: None)  # replicate the input instead
     plain = walknoise.scan(model, (x, y), **kw)
     # before the block, one run per sample: no pass of fc1 larger than a batch, while
     # replicating the input runs fc1 on every σ copy

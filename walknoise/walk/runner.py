@@ -26,7 +26,7 @@ from walknoise.noise.linear import linear_hook, linear_successors
 from walknoise.noise.points import GLOBAL
 from walknoise.walk.batchstats import PROBE_SAMPLES, mixes_samples
 from walknoise.walk.clean import Batches, score_of
-from walknoise.walk.enclosing import enclosing, replicating
+from walknoise.walk.enclosing import FAN_PROBE, FanAt, find_fan, probing, replicated
 from walknoise.walk.metrics import BatchStats, all_sums
 
 ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
@@ -64,9 +64,9 @@ class Probed:
     """Whether a sample's output depends on the others in its batch."""
     fans: dict[tuple[str, ...], bool | None] = field(default_factory=dict)
     """Whether σ copies fan out at the points (``None``: not known yet)."""
-    enclosing: dict[tuple[str, ...], str | None] = field(default_factory=dict)
-    """Where copies fan out when not at the points: a module around them (``None``: the
-    network's input)."""
+    enclosing: dict[tuple[str, ...], FanAt | None] = field(default_factory=dict)
+    """Where copies fan out when not at the points: inside or at the input of a module
+    around them, its traced graph kept (``None``: the network's input)."""
     successors: dict[str, str] | None = None
     """Point -> the linear module that alone takes its tensor (``None``: not traced yet)."""
 
@@ -316,54 +316,47 @@ class LayerRunner:
         return bool(self._fans.get(points))
 
     def _forward(self, xb: torch.Tensor, fo: Fanout, points: tuple[str, ...]) -> torch.Tensor:
-        """Fan out at the noisy point when it is a cut of the graph, else replicate the input.
+        """Fan out at the noisy point when it is a cut of the graph, else inside the block
+        around it (``walknoise.walk.enclosing``), else replicate the input.
 
-        Whether fan-out works is found on the first pass that stacks two or more copies of a
-        batch of two or more samples: a skip connection around the point meets a tensor of
-        the wrong batch size and fails, or the output comes back with the wrong batch size;
-        either way the replicated input is correct. A pass of one copy proves nothing (its
-        fan-out is the batch itself), nor does a batch of one (it broadcasts silently at a
-        skip connection), so those leave the question open for a later pass.
+        Whether fan-out works is probed once, on the first samples of the first pass that
+        stacks two or more copies of two or more samples: a skip connection around the point
+        meets a tensor of the wrong batch size and fails, or the output comes back with the
+        wrong batch size. A pass of one copy proves nothing (its fan-out is the batch
+        itself), nor does a batch of one (it broadcasts silently at a skip connection), so
+        those leave the question open for a later pass.
         """
         copies, fans = fo.copies, self._fans.get(points)
         if copies == 1:
             return self._model(xb)
         if fans is None and len(xb) > 1:
-            try:
-                out = self._model(xb)
-                if out.shape[0] == copies * len(xb):
-                    self._fans[points] = True
-                    return out
-            except (RuntimeError, WalknoiseError):
-                pass
-            fo.replay()  # the ε already drawn, in the same order
-            self._fans[points] = fans = False
+            with probing(fo, min(len(xb), FAN_PROBE)):
+                self._fans[points] = fans = self._cuts(xb[:FAN_PROBE], copies)
         if fans:
             return self._model(xb)
         at = self._fan_at(points, xb, fo)
         if at is not None:
-            with replicating(self.model.get_submodule(at), copies):
+            with at.installed(self.model, fo):
                 return self._model(xb)
-        rep = xb.unsqueeze(0).expand(copies, *xb.shape).reshape(copies * len(xb), *xb.shape[1:])
-        return self._model(rep)
+        return self._model(replicated(xb, copies))
 
-    def _fan_at(self, points: tuple[str, ...], xb: torch.Tensor, fo: Fanout) -> str | None:
-        """The innermost module around the single point at whose input the copies fan out
-        (found on the first pass of two or more samples, as the point's own fan-out)."""
+    def _cuts(self, xb: torch.Tensor, copies: int) -> bool:
+        """Whether the copies fanned out at the point come out of the model as copies."""
+        try:
+            out = self._model(xb)
+            if out.shape[0] == copies * len(xb):
+                return True
+        except (RuntimeError, WalknoiseError):
+            pass
+        return False
+
+    def _fan_at(self, points: tuple[str, ...], xb: torch.Tensor, fo: Fanout) -> FanAt | None:
+        """Where around the single point the copies fan out, found and checked on the first
+        pass of two or more samples (``find_fan``)."""
         if len(points) != 1:
             return None
         if points not in self.probed.enclosing and len(xb) > 1:
-            self.probed.enclosing[points] = None
-            for name in enclosing(points[0]):
-                try:
-                    with replicating(self.model.get_submodule(name), fo.copies):
-                        ok = self._model(xb).shape[0] == fo.copies * len(xb)
-                except (RuntimeError, WalknoiseError, AttributeError):
-                    ok = False
-                fo.replay()  # the probe's pass drew or replayed the ε; the real pass replays
-                if ok:
-                    self.probed.enclosing[points] = name
-                    break
+            self.probed.enclosing[points] = find_fan(self.model, points[0], xb, fo)
         return self.probed.enclosing.get(points)
 
     def _model(self, x: torch.Tensor) -> torch.Tensor:
