@@ -227,3 +227,56 @@ def test_prefix_inside_the_block_runs_once_per_sample() -> None:
     once = sum(v for k, v in macs.items() if k not in after)
     # exact: the counter counts every conv and matrix product the pass issues
     assert counted == 40 * once + 40 * len(SIGMAS) * sum(macs[k] for k in after)
+
+
+class TwoCalls(nn.Module):
+    """One ReLU object called twice before the sum: ``act#2`` is its second call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem, self.act = nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()
+        self.conv1, self.conv2 = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        out: torch.Tensor = self.head(self.act(self.conv2(self.act(self.conv1(h)))) + h)
+        return out
+
+
+class Recurrent(nn.Module):
+    """A residual block around an LSTM: the point's module returns a tuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn, self.head = nn.LSTM(24, 24, batch_first=True), nn.Linear(24, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(len(x), 8, 24)
+        seq, _ = self.rnn(h)
+        out: torch.Tensor = self.head((seq + h).mean(1))
+        return out
+
+
+@pytest.mark.parametrize(
+    ("make", "point", "traced"),
+    [
+        (TwoCalls, "act#2", True),  # the root is the block: traced, the first call clean
+        (TwoCalls, "conv1", True),
+        (Recurrent, "rnn", False),  # a tuple at the point: not traced, the input replicated
+    ],
+)
+def test_calls_and_tuples_at_the_root(
+    make: Callable[[], nn.Module], point: str, traced: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make().eval()
+    chosen = _spy(monkeypatch)
+    loss, acc = _cells(model, point)
+    at = chosen[point]
+    assert (at is not None and at.name == "" and at.graph is not None) == traced
+    monkeypatch.setattr(runner, "find_fan", lambda *a: None)
+    want_loss, want_acc = _cells(model, point)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)  # as above
+    assert_same_accuracy(acc, want_acc, n=60)
