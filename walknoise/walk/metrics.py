@@ -268,32 +268,26 @@ def midpoint(
 ) -> tuple[float, int]:
     """The midpoint σ of one mean-accuracy curve and its status (``REACHED`` etc.).
 
-    Returns ``(nan, NOT_REACHED)`` when accuracy never falls to the threshold within the grid,
-    and ``(sigmas[0], BELOW_RANGE)`` when it is already below it at the smallest σ.
+    Returns ``(nan, NOT_REACHED)`` when accuracy never falls to the threshold within the grid
+    (or holds a NaN), and ``(sigmas[0], BELOW_RANGE)`` when it is already below it at the
+    smallest σ.
     """
     acc = np.asarray(accuracy, dtype=float)
-    if np.isnan(acc).any():
-        return float("nan"), NOT_REACHED
-    threshold = chance + (clean - chance) / 2
-    below = np.flatnonzero(acc <= threshold)
-    if below.size == 0:
-        return float("nan"), NOT_REACHED
-    i = int(below[0])
-    if i == 0:
-        return float(sigmas[0]), BELOW_RANGE
-    a0, a1 = acc[i - 1], acc[i]
-    t = (a0 - threshold) / (a0 - a1)
-    lo, hi = np.log(sigmas[i - 1]), np.log(sigmas[i])
-    return float(np.exp(lo + t * (hi - lo))), REACHED
+    value = float(midpoint_rows(sigmas, acc[None], clean, chance)[0])
+    if np.isnan(value):
+        return value, NOT_REACHED
+    return value, BELOW_RANGE if acc[0] <= chance + (clean - chance) / 2 else REACHED
 
 
 def midpoint_rows(
     sigmas: np.ndarray, curves: np.ndarray, clean: float, chance: float
 ) -> np.ndarray:
-    """:func:`midpoint`'s value for each row of ``curves`` (``(n, sigma)``) at once: a
-    thousand bootstrap resamples cost one array pass, not a thousand calls."""
+    """:func:`midpoint`'s value for each row of ``curves`` (``(n, sigma)``) at once (a
+    thousand bootstrap resamples cost one array pass): the first σ at or below halfway from
+    ``clean`` to ``chance``, interpolated linearly in log σ from the σ before it."""
     acc = np.asarray(curves, dtype=float)
-    below = acc <= chance + (clean - chance) / 2
+    threshold = chance + (clean - chance) / 2
+    below = acc <= threshold
     first = below.argmax(axis=1)
     crosses = below.any(axis=1) & ~np.isnan(acc).any(axis=1)
     out = np.full(len(acc), np.nan)
@@ -301,7 +295,7 @@ def midpoint_rows(
     rows = np.flatnonzero(crosses & (first > 0))
     i = first[rows]
     a0, a1 = acc[rows, i - 1], acc[rows, i]
-    t = (a0 - (chance + (clean - chance) / 2)) / (a0 - a1)
+    t = (a0 - threshold) / (a0 - a1)
     lo, hi = np.log(sigmas[i - 1]), np.log(sigmas[i])
     out[rows] = np.exp(lo + t * (hi - lo))
     return out
@@ -398,13 +392,5 @@ def layer_midpoint(
     boots = np.where(np.isnan(boots), np.inf, boots)
     low = float(np.percentile(boots, 2.5, method="lower"))
     high = float(np.percentile(boots, 97.5, method="higher"))
-    return Midpoint(
-        value,
-        status,
-        per_repeat,
-        low if np.isfinite(low) else float("nan"),
-        high if np.isfinite(high) else float("nan"),
-        b_low,
-        b_high,
-        flag,
-    )
+    low, high = (v if np.isfinite(v) else float("nan") for v in (low, high))
+    return Midpoint(value, status, per_repeat, low, high, b_low, b_high, flag)
