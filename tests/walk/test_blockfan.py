@@ -280,3 +280,34 @@ def test_calls_and_tuples_at_the_root(
     want_loss, want_acc = _cells(model, point)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-5)  # as above
     assert_same_accuracy(acc, want_acc, n=60)
+
+
+class SharedUpdate(nn.Module):
+    """A batched value updated in place by the copies, then read again: its replica would
+    take the update, not the value the later reader sees, so the graph is not used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem, self.block = nn.Conv2d(3, 8, 3, padding=1), nn.Sequential()
+        self.block.add_module("conv", nn.Conv2d(8, 8, 3, padding=1))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        s = h * 2
+        t = s.add_(self.block(h))  # eager: s itself now holds the copies
+        out: torch.Tensor = self.head(t + s.sum(dim=1, keepdim=True))
+        return out
+
+
+def test_shared_in_place_update_is_not_traced(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = SharedUpdate().eval()
+    chosen = _spy(monkeypatch)
+    loss, acc = _cells(model, "block.conv")
+    at = chosen["block.conv"]
+    assert at is None or at.graph is None
+    monkeypatch.setattr(runner, "find_fan", lambda *a: None)
+    want_loss, want_acc = _cells(model, "block.conv")
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)  # as above
+    assert_same_accuracy(acc, want_acc, n=60)
