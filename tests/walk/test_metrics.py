@@ -42,6 +42,13 @@ def test_midpoint_not_reached_and_below_range() -> None:
     assert value == 0.01 and status == BELOW_RANGE
 
 
+def test_a_curve_with_a_missing_cell_has_no_midpoint() -> None:
+    """A NaN anywhere (a cell not computed yet), even after the crossing, gives no value."""
+    curve = np.array([0.9, 0.8, 0.3, float("nan"), 0.1])
+    value, status = midpoint(SIGMAS, curve, 0.9, 0.1)
+    assert math.isnan(value) and status == NOT_REACHED
+
+
 def test_midpoint_first_crossing_wins() -> None:
     # non-monotone curve: the first fall below the threshold is the midpoint
     value, _ = midpoint(SIGMAS, np.array([0.9, 0.5, 0.8, 0.1, 0.1]), 0.9, 0.1)
