@@ -14,7 +14,7 @@ import walknoise
 from tests.conftest import Residual, assert_same_accuracy, fit, learnable_data, tiny_mlp
 from walknoise.errors import WalknoiseError
 from walknoise.noise.inject import batch_seed
-from walknoise.walk import evaluate, runner
+from walknoise.walk import enclosing, evaluate, runner
 from walknoise.walk.spec import ScanSpec
 
 SIGMAS = "log:1e-2:1e2:9"
@@ -91,6 +91,7 @@ def test_fanout_equals_replicated_input(make, monkeypatch) -> None:
 
     monkeypatch.setattr(runner.LayerRunner, "_forward", replicate)
     monkeypatch.setattr(runner, "linear_successors", lambda model: {})  # the plain path
+    monkeypatch.setattr(enclosing, "WAYS", ())  # no traced graph: the input
     plain = walknoise.scan(model, (x, y), **kwargs)
     # Two computations of the same cells (the prefix once and fanned out, or on a replicated
     # input): logits agree to float32 rounding (~1e-6 relative after a few layers), and a mean
