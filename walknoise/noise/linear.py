@@ -126,7 +126,9 @@ class LinearHook:
         # generator fills memory in order, whatever the shape; a test holds it to that)
         eps = fo.eps(id(self), self.gen, self.noise, x).to(x.dtype)
         d = self.noise.delta(x, eps)
-        sig = (fo.sigmas * self.scale).to(x.device, x.dtype)
+        # σ in float32 even under autocast: bfloat16 would round it (a 0.4% error shared by
+        # every sample of the cell); ε may round like any autocast input of the layer
+        sig = (fo.sigmas * self.scale).to(x.device, torch.promote_types(x.dtype, torch.float32))
         copies = fo.copies
         if float(sig.abs().max()) * float(d.abs().max()) >= SAFE:  # as the plain path would
             sig_c = sig.reshape(copies, *[1] * x.dim())
@@ -137,7 +139,7 @@ class LinearHook:
         res = torch.addcmul(
             out.unsqueeze(0), sig.reshape(copies, *([1] * out.dim())), lin.unsqueeze(0)
         )
-        return res.reshape(copies * len(x), *out.shape[1:])
+        return res.reshape(copies * len(x), *out.shape[1:]).to(out.dtype)
 
 
 @contextmanager
