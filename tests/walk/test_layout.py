@@ -169,3 +169,27 @@ def test_a_forward_that_fails_on_the_copy_keeps_the_plain_model(fails_on: str) -
         assert fast is model
     else:  # the kernel copy fails; only the channels-last copy or the model itself remains
         assert fast is model or kernel_of(fast.pool) == "own"
+
+
+def test_layouts_are_timed_in_the_dtype_of_the_noisy_passes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With ``--dtype bfloat16`` the layouts race under autocast (where channels-last gains
+    most), while the copy is still verified against the plain model in float32."""
+    import walknoise.walk.layout as layout
+
+    seen: list[torch.dtype | None] = []
+    timed = layout.best_times
+
+    def spy(fns, x):  # type: ignore[no-untyped-def]
+        on = torch.is_autocast_enabled("cpu")
+        seen.append(torch.get_autocast_dtype("cpu") if on else None)
+        return timed(fns, x)
+
+    monkeypatch.setattr(layout, "best_times", spy)
+    with seeded_init(0):
+        model = build_model("lenet5").eval()
+    x = torch.rand(4, 1, 28, 28)
+    net = fast_layout(model, x, torch.bfloat16)
+    fast_layout(model, x)
+    assert seen == [torch.bfloat16, None]
+    with torch.inference_mode():  # verified in float32: reordered sums only
+        torch.testing.assert_close(net(x), model(x), rtol=1e-4, atol=1e-5)

@@ -95,12 +95,13 @@ def eval_layers(
 
 
 def _context(model: nn.Module, plan: Plan, trainer: TrainPhase | None) -> Context:
-    spec, probe = plan.spec, plan.batches.head(2)
+    spec, probe, dtype = plan.spec, plan.batches.head(2), _autocast_dtype(plan)
     if trainer is None:
-        nets = [fast_layout(model, probe)] * spec.repeats
+        nets = [fast_layout(model, probe, dtype)] * spec.repeats
     else:
         nets = [
-            fast_layout(trainer.clean_model(r).to(plan.device), probe) for r in range(spec.repeats)
+            fast_layout(trainer.clean_model(r).to(plan.device), probe, dtype)
+            for r in range(spec.repeats)
         ]
     return Context(plan, nets, trainer)
 
@@ -263,5 +264,10 @@ def _runner(
         progress=progress,
         topk=plan.spec.topk if extra else None,  # capped at the classes where used
         probed=ctx.probed.setdefault(id(model), Probed()),
-        dtype=None if plan.compute_dtype == "float32" else getattr(torch, plan.compute_dtype),
+        dtype=_autocast_dtype(plan),
     )
+
+
+def _autocast_dtype(plan: Plan) -> torch.dtype | None:
+    """The dtype the noisy passes run in under autocast (``None``: the model's own)."""
+    return None if plan.compute_dtype == "float32" else getattr(torch, plan.compute_dtype)
