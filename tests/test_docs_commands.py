@@ -142,8 +142,10 @@ def test_allowed_commands_parse(tmp_path: Path) -> None:
             assert unknown == [], f"{command}: {unknown} not in its --help"
         elif argv[0] == "python":
             compile((ROOT / argv[1]).read_text(), argv[1], "exec")
-        else:
-            run = subprocess.run([*argv, "--help"], cwd=ROOT, capture_output=True)
+        else:  # .venv/bin/TOOL: the running venv's, wherever the tree is (mutation copies)
+            tool = argv[0].removeprefix(".venv/bin/")
+            exe = str(Path(sys.executable).parent / tool) if tool != argv[0] else argv[0]
+            run = subprocess.run([exe, *argv[1:], "--help"], cwd=ROOT, capture_output=True)
             assert run.returncode == 0, f"{command}: {run.stderr.decode()}"
 
 
