@@ -98,7 +98,7 @@ def test_overflowing_sigmas_take_the_plain_path(monkeypatch) -> None:  # type: i
     assert SAFE < 1e30
     # compared bit for bit, so both scans must run the same model: the faster layout is timed
     # on the spot and could differ between the two on a busy machine
-    monkeypatch.setattr(evaluate, "fast_layout", lambda model, _x: model)
+    monkeypatch.setattr(evaluate, "fast_layout", lambda model, *_: model)
     fast, plain, _ = scan_both(model, "additive", "1e30,1e36", monkeypatch)
     for name in ("accuracy", "loss", "nonfinite_fraction"):
         np.testing.assert_array_equal(fast.dataset[name].values, plain.dataset[name].values)
