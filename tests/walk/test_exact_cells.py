@@ -8,6 +8,7 @@ growth must be the trained statistic over the clean model's, of the same seed.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -17,6 +18,7 @@ from walknoise.data import TensorData
 from walknoise.noise.inject import batch_seed, make_generator
 from walknoise.noise.kinds import Additive
 from walknoise.training import TrainConfig, evaluate
+from walknoise.walk import runner
 from walknoise.walk.trainphase import TrainPhase, train_under_noise
 from walknoise.walk.weights import binarized, param_layers
 
@@ -60,9 +62,13 @@ def test_absolute_cells_match_the_hand_computation(trained_mlp: nn.Module, data:
     assert_counts(scanned(model, x, y), by_hand(model, x, y, list(SIGMAS)))
 
 
+@pytest.mark.parametrize("path", ["linear", "plain"])
 def test_relative_cell_is_the_absolute_cell_at_sigma_times_the_clean_std(
-    trained_mlp: nn.Module, data: Data
+    trained_mlp: nn.Module, data: Data, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Through the linear shortcut (act1 feeds fc2) and through the plain noise hook."""
+    if path == "plain":
+        monkeypatch.setattr(runner, "linear_successors", lambda model: {})
     model, (x, y) = trained_mlp, data
     with torch.no_grad():
         h = torch.relu(model.fc1(x.flatten(1))).double().numpy()
