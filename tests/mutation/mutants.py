@@ -157,7 +157,7 @@ MUTANTS: list[Mutant] = [
     m("non-finite rows counted correct", METRICS,
       "correct = ((pred == y) & finite).sum(dim=1)\n    agree",
       "correct = (pred == y).sum(dim=1)\n    agree",
-      METRICS_T),
+      (*METRICS_T, "tests/walk/test_metrics_extra.py")),
     m("mean loss over all rows", METRICS,
       "(self.loss_sum / self.finite)",
       "(self.loss_sum / max(self.total, 1))",

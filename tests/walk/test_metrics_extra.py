@@ -246,6 +246,7 @@ def test_fused_sums_equal_score_and_extra() -> None:
 
     noisy, clean, y = _logits(3)
     noisy[0, 5] = noisy[0, 5].clamp(max=0) + torch.tensor([1e30, 0, 0, 0, 0, 0])  # a huge gap
+    noisy[2, 0, y[0]] = float("inf")  # overflowed towards the label: still wrong, not counted
     fused = all_sums(noisy, y, clean, 3)
     parts = (*score(noisy, y), *extra(noisy, y, clean, 3))
     for a, b in zip(fused, parts, strict=True):
