@@ -197,3 +197,18 @@ def test_train_phase_file_records_the_statistics_and_keeps_midpoints(tmp_path: P
     assert_same_accuracy(diag.T, act1["trained_accuracy"].values, len(X))
     assert {"midpoint", "low", "high"} <= set(res.midpoints("train").columns)
     assert {"midpoint", "low", "high"} <= set(walknoise.load(tmp_path / "r.h5").midpoints())
+
+
+def test_per_channel_binarization_scales_each_output_row() -> None:
+    """sign(w)·mean|w| over each output feature's row (dim 0 of a Linear's weight), written
+    out for a 2×3 weight whose rows and columns have different mean magnitudes."""
+    from walknoise.walk.weights import binarized
+
+    net = nn.Sequential(nn.Linear(3, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, -2.0, 3.0], [-0.5, 0.25, 0.75]]))
+    rows = binarized(net, ["0"], per_channel=True)[0].weight
+    want = torch.tensor([[2.0, -2.0, 2.0], [-0.5, 0.5, 0.5]])  # row means 2 and 0.5
+    torch.testing.assert_close(rows, want)
+    whole = binarized(net, ["0"])[0].weight  # one scale: mean of all six, 1.25
+    torch.testing.assert_close(whole, torch.tensor([[1.25, -1.25, 1.25], [-1.25, 1.25, 1.25]]))
