@@ -49,8 +49,7 @@ def replicating(module: nn.Module, copies: int) -> Iterator[None]:
         x = args[0] if args else None
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
             return None
-        rep = x.unsqueeze(0).expand(copies, *x.shape).reshape(copies * len(x), *x.shape[1:])
-        return (rep, *args[1:])
+        return (replicated(x, copies), *args[1:])
 
     handle = module.register_forward_pre_hook(pre_hook)
     try:
