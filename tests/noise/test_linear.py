@@ -127,3 +127,20 @@ def test_sigma_is_not_rounded_to_bfloat16_under_autocast() -> None:
     # the same ε both times: the ratio is σ's, blurred only by bfloat16 rounding of each
     # element (~0.4% relative, random) averaged over 8,192 elements: well under 0.05%
     assert ratio == pytest.approx(1.003, rel=5e-4)
+
+
+def test_a_half_precision_layer_takes_both_paths_in_its_dtype() -> None:
+    """σ is float32 (not rounded); what the layer receives and returns stays float16, also
+    where σ is so large that the plain path is taken (the SAFE branch)."""
+    from walknoise.noise.inject import Fanout, make_generator
+    from walknoise.noise.kinds import make_noise
+    from walknoise.noise.linear import LinearHook
+
+    layer, x = nn.Linear(8, 4).half(), torch.randn(5, 8).half()
+    for sigma in (1.0, 1e30):
+        fo = Fanout(sigmas=torch.tensor([sigma, 2 * sigma]))
+        fo.new_batch(len(x))
+        hook = LinearHook(layer, fo, make_noise("additive"), make_generator(1, x.device), 1.0)
+        with torch.inference_mode():
+            got = hook(layer, (x,), layer(x))
+        assert got.dtype == torch.float16 and got.shape == (10, 4)

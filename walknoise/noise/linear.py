@@ -132,7 +132,7 @@ class LinearHook:
         copies = fo.copies
         if float(sig.abs().max()) * float(d.abs().max()) >= SAFE:  # as the plain path would
             sig_c = sig.reshape(copies, *[1] * x.dim())
-            noisy = self.noise.apply(x.unsqueeze(0), sig_c, eps[:, None])
+            noisy = self.noise.apply(x.unsqueeze(0), sig_c, eps[:, None]).to(x.dtype)
             stacked: torch.Tensor = module.forward(noisy.reshape(copies * len(x), *x.shape[1:]))
             return stacked
         lin = self.part(d)
