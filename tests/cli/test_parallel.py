@@ -68,6 +68,30 @@ def reference(mlp_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
+# Two layers, so one per worker, of very unequal cost: noise on the input runs the whole
+# network for every σ copy, noise on the logits runs nothing after it. A worker writes its
+# layers in one burst when it is done, so the cheap layer is on disk seconds (measured: ~4 s
+# of a ~6 s scan on one thread) before the expensive one can be: SIGINT sent when the first
+# layer appears lands while the other is still computed, however fast the walk becomes.
+UNEVEN = ("--sigmas", "log:1e-2:1e3:25", "--repeats", "40", "--no-global", "--quiet")
+UNEVEN_LAYERS = ("--layers", "<input>,fc4")
+
+
+def uneven_scan(model: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    command = scan_argv(model, out, UNEVEN, *UNEVEN_LAYERS, *extra)
+    return subprocess.Popen(
+        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def uneven_reference(mlp_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "uneven.h5"
+    proc = uneven_scan(mlp_checkpoint, out, "--jobs", "1")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    return out
+
+
 def wait_for_workers(proc: subprocess.Popen[str]) -> None:
     """Until the driver has started its workers (2 and loky's resource tracker)."""
     deadline = time.monotonic() + 120
@@ -103,10 +127,10 @@ def test_killed_parallel_scan_resumes_with_nothing_lost(
 @pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 @pytest.mark.slow
 def test_ctrl_c_stops_a_parallel_scan_at_once(
-    mlp_checkpoint: Path, reference: Path, tmp_path: Path
+    mlp_checkpoint: Path, uneven_reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "stopped.h5"
-    proc = scan(mlp_checkpoint, out, "--jobs", "2")
+    proc = uneven_scan(mlp_checkpoint, out, "--jobs", "2")
     wait_for_layers(out, proc, 1)
     workers = children(proc.pid)
     proc.send_signal(signal.SIGINT)
@@ -116,7 +140,7 @@ def test_ctrl_c_stops_a_parallel_scan_at_once(
     partial = walknoise.load(out).dataset
     done = partial["layer_done"].values.astype(bool)
     assert done.any() and not done.all()  # stopped with layers still to do
-    assert_same_cells(partial, walknoise.load(reference).dataset, done)
+    assert_same_cells(partial, walknoise.load(uneven_reference).dataset, done)
     assert not outlive(workers), "workers outlived the interrupted driver"
 
 
