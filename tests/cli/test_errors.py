@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -126,59 +125,59 @@ def test_plot_missing_results(tmp_path: Path) -> None:
     assert_user_error(invoke("plot", "curves", tmp_path / "none.h5"), "no such results file")
 
 
+# The scan in a child that pauses right after its first layer is stored (the layers of a
+# streamed scan are written in one burst of ~0.1 s: a signal timed from outside would race it)
+# and says so on stdout; SIGINT then lands with every other layer still to write.
+PAUSE_AFTER_FIRST_LAYER = """
+import sys, time
+
+from walknoise.cli.main import main
+from walknoise.walk import store
+
+write = store.write_layer
+
+
+def write_then_pause(*args, **kwargs):
+    write(*args, **kwargs)
+    store.write_layer = write
+    print("ready", flush=True)
+    time.sleep(600)  # SIGINT ends it
+
+
+store.write_layer = write_then_pause
+sys.argv = ["walknoise", *sys.argv[1:]]
+main()
+"""
+
+
 @pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
 def test_ctrl_c_keeps_finished_layers_and_resumes(mlp_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.h5"
-    args = [
-        sys.executable,
-        "-m",
-        "walknoise.cli",
-        "scan",
-        str(mlp_checkpoint),
-        "--sigmas",  # a few seconds on one thread, the layers written at the end
-        "log:1e-2:1e3:41",
-        "--repeats",
-        "4",
-        "-o",
-        str(out),
-        "--quiet",
-    ]
-    # One intra-op thread: on a busy machine a second one spins, and the scan takes 5x longer.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # The layers of a streamed scan are written in one burst of ~0.1 s at the end of their
-    # last round: SIGINT must land inside it. A try whose signal comes after the burst (every
-    # layer done) says nothing about partial files, so it is run again, at most 4 times.
-    for _ in range(4):
-        out.unlink(missing_ok=True)
-        done = _interrupted_after_first_layer(args, out, env)
-        if not done.all():
-            break
-    assert done.any() and not done.all()
-    finished = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
-    assert finished.returncode == 0, finished.stderr
-    assert walknoise.load(out).complete
-
-
-def _interrupted_after_first_layer(args: list[str], out: Path, env: dict[str, str]) -> np.ndarray:
-    """Run the scan, SIGINT it as soon as a layer is on disk; the file's ``layer_done``."""
+    scan = ["scan", str(mlp_checkpoint), "--sigmas", "log:1e-2:1e3:13", "--repeats", "2"]
+    scan += ["-o", str(out), "--quiet"]
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", PAUSE_AFTER_FIRST_LAYER, *scan],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    deadline = time.monotonic() + 300  # safety only: start-up on a loaded machine
-    while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and walknoise.load(out).dataset["layer_done"].values.any():
-            break  # the first finished layer: interrupt
-        time.sleep(0.02)
-    if proc.poll() is not None:  # finished before the signal: nothing partial to look at
-        proc.communicate()
-        return np.ones(1, dtype=bool)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)  # safety only; promptness: the test below
-    assert proc.returncode == 130
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # blocks until the pause, or until the child ends
+    if first.strip() == "ready":
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)  # safety only
+    assert first.strip() == "ready", err
+    assert proc.returncode == 130, err
     assert err.strip().splitlines() == [
         f"interrupted: finished layers are saved in {out}; run the same command again to resume"
     ]
-    return np.asarray(walknoise.load(out).dataset["layer_done"].values)
+    done = walknoise.load(out).dataset["layer_done"].values
+    assert done.sum() == 1  # the one stored before the pause, nothing half-written
+    rerun = subprocess.run(
+        [sys.executable, "-m", "walknoise.cli", *scan], capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert walknoise.load(out).complete
 
 
 @pytest.mark.usefixtures("ctrl_c")  # SIGINT must raise, whatever we inherited
