@@ -132,3 +132,39 @@ def test_stacked_repeats_draw_what_each_repeat_draws_alone(
         # the same draws, but one forward pass over 5 stacked repeats: another batch shape
         assert_same_accuracy(stacked, alone_acc, n=len(y))
         assert len(set(alone_acc.tolist())) > 1 or sigma < 1  # the repeats do differ
+
+
+@pytest.mark.parametrize(
+    ("make", "points", "noise"),
+    [
+        (lambda: tiny_mlp(), ["<input>"], "additive"),  # linear path: fc1 after flatten
+        (lambda: tiny_mlp(), ["act1"], "multiplicative"),  # linear path: fc2
+        (lambda: tiny_mlp(), ["fc1"], "combined"),  # plain path: ReLU next
+        (lambda: Residual(), ["inner"], "additive"),  # not a cut: the traced block
+        (lambda: tiny_mlp(), ["fc1", "act1"], "additive"),  # <global>: σ chunks per repeat
+    ],
+)
+@pytest.mark.parametrize("budget", [2**21, 300])  # 300 elements: windows of a few samples
+def test_grid_of_stacked_repeats_equals_each_repeat_alone(
+    make, points, noise, budget, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Every (repeat, σ) of a layer in one pass, the prefix run once for all: each repeat's
+    rows hold what that repeat computes alone (its own draws, shared by its σ copies)."""
+    monkeypatch.setattr(runner, "ELEMENT_BUDGET", budget)
+    x, y = learnable_data(300)
+    model = fit(make(), x, y, steps=50).eval()
+    layer = points[0] if len(points) == 1 else "<global>"
+    sigmas, scales = [0.1, 0.5, 1.5, 4.0], [1.0] * len(points)
+    grid = runner.LayerRunner(
+        model, Tensors(x, y), make_noise(noise), sigmas, batch_size=64, max_batch=4096
+    )
+    stacked = grid.run(runner.Group(layer, tuple(points), tuple(scales), 7, (0, 1, 2)))
+    assert len(stacked.correct) == 3 * len(sigmas)
+    for r in range(3):
+        alone = grid.run_repeat(layer, points, scales, 7, r)
+        mine = stacked.rows(slice(r * len(sigmas), (r + 1) * len(sigmas)))
+        assert_same_accuracy(mine.accuracy(), alone.accuracy(), n=len(y))
+        # the same draws through another batch shape: losses agree to float32 rounding
+        np.testing.assert_allclose(mine.mean_loss(), alone.mean_loss(), rtol=1e-4)
+    first = stacked.accuracy()[: len(sigmas)]
+    assert not np.array_equal(first, stacked.accuracy()[len(sigmas) :][: len(sigmas)])

@@ -66,14 +66,28 @@ class Fanout:
     cache_eps: bool = True
     """Reuse each hook call's ε for later σ chunks of the same batch (scan engine)."""
     gens: Sequence[torch.Generator] | None = None
-    """One generator per copy (the repeats of one σ, stacked by the midpoint search): each
-    copy draws its own ε, the draws it would make alone; the hooks' own generator is unused."""
+    """One generator per group of copies (a repeat: its σ copies are one group): each group
+    draws its own ε, the draws it would make alone; the hooks' own generator is unused."""
     _eps: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)
     _calls: dict[int, int] = field(default_factory=dict)
 
     @property
     def copies(self) -> int:
         return int(self.sigmas.numel())
+
+    @property
+    def groups(self) -> int:
+        """Copies are ``groups × (copies / groups)``, group-major: one group per generator
+        (a repeat, whose σ copies share its ε), or one group for the hooks' own generator."""
+        return len(self.gens) if self.gens is not None else 1
+
+    def lead(self) -> tuple[int, int]:
+        """The copy axis as (groups, σ per group)."""
+        return self.groups, self.copies // self.groups
+
+    def grouped(self, eps: torch.Tensor) -> torch.Tensor:
+        """``eps`` from :meth:`eps` shaped to broadcast over ``(*lead(), batch, ...)``."""
+        return eps.unsqueeze(2) if self.gens is not None else eps
 
     def new_batch(self, batch: int) -> None:
         """Start a new batch: forget cached ε (the next draws continue each generator)."""
@@ -114,7 +128,7 @@ class Fanout:
         shape = (noise.draws, self.full or self.batch, *like.shape[1:])
         if self.gens is None:
             draw = torch.randn(shape, generator=gen, device=like.device, dtype=torch.float32)
-        else:  # (draws, copies, batch, ...): broadcasts like σ over the copies
+        else:  # (draws, groups, batch, ...): see ``grouped``
             draws = [
                 torch.randn(shape, generator=g, device=like.device, dtype=torch.float32)
                 for g in self.gens
@@ -152,9 +166,11 @@ class NoiseHook:
                 f"an injection point got a tensor with leading size {n}, expected the batch "
                 f"size {batch}; walknoise needs the batch as the first dimension"
             )
-        eps = fo.eps(id(self), self.gen, self.noise, y)
-        base = y.unsqueeze(0) if n == batch else y.reshape(copies, batch, *y.shape[1:])
-        sig = (fo.sigmas * self.scale).reshape(copies, *([1] * y.dim()))
+        # (groups, σ per group, batch, ...): a group's σ copies share its ε
+        eps = fo.grouped(fo.eps(id(self), self.gen, self.noise, y))
+        lead, rest = fo.lead(), y.shape[1:]
+        base = y.reshape(1, 1, batch, *rest) if n == batch else y.reshape(*lead, batch, *rest)
+        sig = (fo.sigmas * self.scale).reshape(*lead, *([1] * y.dim()))
         work = base.float() if base.dtype in (torch.float16, torch.bfloat16) else base
         out = self.noise.apply(work, sig.to(work.device, work.dtype), eps.to(work.dtype))
         return out.to(y.dtype).reshape(copies * batch, *y.shape[1:])

@@ -125,21 +125,22 @@ class LinearHook:
         # drawn in the module's input shape: the same numbers as in the point's shape (the
         # generator fills memory in order, whatever the shape; a test holds it to that)
         eps = fo.eps(id(self), self.gen, self.noise, x).to(x.dtype)
-        d = self.noise.delta(x, eps)
+        d = self.noise.delta(x, eps)  # (groups, B, ...) with a generator per group
         # σ in float32 even under autocast: bfloat16 would round it (a 0.4% error shared by
         # every sample of the cell); ε may round like any autocast input of the layer
         sig = (fo.sigmas * self.scale).to(x.device, torch.promote_types(x.dtype, torch.float32))
-        copies = fo.copies
+        (groups, per), batch = fo.lead(), len(x)
+        sig = sig.reshape(groups, per, *[1] * x.dim())
         if float(sig.abs().max()) * float(d.abs().max()) >= SAFE:  # as the plain path would
-            sig_c = sig.reshape(copies, *[1] * x.dim())
-            noisy = self.noise.apply(x.unsqueeze(0), sig_c, eps[:, None]).to(x.dtype)
-            stacked: torch.Tensor = module.forward(noisy.reshape(copies * len(x), *x.shape[1:]))
+            noisy = self.noise.apply(x.reshape(1, 1, *x.shape), sig, fo.grouped(eps))
+            flat = noisy.to(x.dtype).reshape(groups * per * batch, *x.shape[1:])
+            stacked: torch.Tensor = module.forward(flat)
             return stacked
-        lin = self.part(d)
-        res = torch.addcmul(
-            out.unsqueeze(0), sig.reshape(copies, *([1] * out.dim())), lin.unsqueeze(0)
-        )
-        return res.reshape(copies * len(x), *out.shape[1:]).to(out.dtype)
+        # the layer on the noise term once per group, then every σ of the group from it
+        lin = self.part(d.reshape(-1, *x.shape[1:]))
+        lin = lin.reshape(groups, 1, batch, *out.shape[1:])
+        res = torch.addcmul(out.reshape(1, 1, *out.shape), sig, lin)
+        return res.reshape(groups * per * batch, *out.shape[1:]).to(out.dtype)
 
 
 @contextmanager

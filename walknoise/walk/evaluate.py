@@ -116,15 +116,36 @@ def _clean_reference(model: nn.Module, plan: Plan, sums: BatchStats) -> Clean:
 def _grid_jobs(
     ctx: Context, layers: Sequence[str], progress: Callable[[float], None] | None
 ) -> list[Job]:
-    """One job per (layer, repeat): every σ of the grid as copies of a batch."""
+    """One job per layer, every (repeat, σ) of the grid as copies of a batch, so that the
+    layers before the point run once for all; one per (layer, repeat) where each repeat has
+    a model of its own (the train phase's clean models)."""
     runners: dict[int, LayerRunner] = {}
     jobs = []
     for layer in layers:
+        if _one_model(ctx):
+            if not runners:
+                runners[0] = _runner(ctx, ctx.nets[0], progress=progress)
+            runner = runners[0]
+            repeats = tuple(range(len(ctx.nets)))
+            jobs.append(Job(layer, runner, _group(ctx.plan, layer, repeats)))
+            continue
         for r, net in enumerate(ctx.nets):
             if id(net) not in runners:
                 runners[id(net)] = _runner(ctx, net, progress=progress)
             jobs.append(Job(f"{layer}|{r}", runners[id(net)], _group(ctx.plan, layer, (r,))))
     return jobs
+
+
+def _one_model(ctx: Context) -> bool:
+    """Whether every repeat evaluates the same model (its repeats then stack as copies)."""
+    return all(net is ctx.nets[0] for net in ctx.nets)
+
+
+def _repeat_sums(sums: Mapping[str, BatchStats], key: str, r: int, per: int) -> BatchStats:
+    """Repeat ``r``'s sums: its own job's, or its rows of the stacked job ``key``."""
+    if key in sums:
+        return sums[key].rows(slice(r * per, (r + 1) * per))
+    return sums[f"{key}|{r}"]
 
 
 def _grid(
@@ -136,8 +157,9 @@ def _grid(
     for layer in layers:
         values = {k: np.empty((len(spec.sigmas), spec.repeats)) for k in _NAMES}
         for r in range(spec.repeats):
+            stats = _repeat_sums(sums, layer, r, len(spec.sigmas))
             for k, read in zip(_NAMES, _READ, strict=True):
-                values[k][:, r] = read(sums[f"{layer}|{r}"])
+                values[k][:, r] = read(stats)
         grid[layer] = values
     return grid
 
@@ -218,8 +240,8 @@ def _probe_round(
     jobs = []
     for i, sigma in asked.items():
         layer = layers[i]
-        if all(net is ctx.nets[0] for net in ctx.nets):  # one model: the repeats as copies
-            runner = _runner(ctx, ctx.nets[0], [sigma] * spec.repeats, extra=extra)
+        if _one_model(ctx):  # the repeats as copies
+            runner = _runner(ctx, ctx.nets[0], [sigma], extra=extra)
             jobs.append(Job(f"{i}", runner, _group(plan, layer, tuple(range(spec.repeats)))))
         else:
             for r, net in enumerate(ctx.nets):

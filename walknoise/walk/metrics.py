@@ -22,11 +22,9 @@ REACHED, NOT_REACHED, BELOW_RANGE = 1, 0, -1
 
 @dataclass
 class BatchStats:
-    """Running sums for one stack of σ copies: counts per copy.
-
-    Every metric is kept as a per-copy sum over samples, never as a per-batch mean, so that
-    partial sums over some batches can be stored and added to later ones.
-    """
+    """Running sums for one stack of σ copies: counts per copy. Every metric is kept as a
+    per-copy sum over samples, never as a per-batch mean, so that partial sums over some
+    batches can be stored and added to later ones."""
 
     correct: torch.Tensor
     loss_sum: torch.Tensor
@@ -109,6 +107,11 @@ class BatchStats:
             if mine is not None and theirs is not None:
                 mine += theirs
         self.total += other.total
+
+    def rows(self, sl: slice) -> BatchStats:
+        """The sums of copies ``sl`` (one repeat of a stacked group), as a view."""
+        sums = {n: None if (t := getattr(self, n)) is None else t[sl] for n in self.SUMS}
+        return BatchStats(**sums, total=self.total, labelled=self.labelled)  # type: ignore[arg-type]
 
     def state(self) -> dict[str, object]:
         """The sums as plain tensors and numbers (what ``torch.load(weights_only=True)`` reads)."""

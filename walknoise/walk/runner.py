@@ -73,8 +73,9 @@ class Probed:
 
 @dataclass(frozen=True)
 class Group:
-    """The cells one forward pass serves: a scan entry's noise for one repeat at every σ of
-    the runner, or (``repeats`` of several) at its one σ with each repeat a copy."""
+    """The cells one forward pass serves: a scan entry's noise for each of ``repeats`` at
+    every σ of the runner, ``len(repeats) × len(sigmas)`` copies, repeat-major (the stats'
+    rows in that order). The layers before the point run once for all of them."""
 
     layer: str
     """The scan entry (seeds the noise)."""
@@ -118,14 +119,6 @@ class LayerRunner:
         self.dtype = dtype  # of the noisy passes (autocast); None: the model's own
         self._mixes, self._fans = self.probed.mixes, self.probed.fans
 
-    def stacked(self, sigmas: Sequence[float]) -> LayerRunner:
-        """This runner over another σ stack."""
-        return LayerRunner(
-            self.model, self.data, self.noise, sigmas, batch_size=self.batch_size,
-            max_batch=self.max_batch, widths=self.widths, topk=self.topk, device=self.device,
-            probed=self.probed, dtype=self.dtype,
-        )  # fmt: skip
-
     def run_repeat(
         self, layer: str, points: Sequence[str], scales: Sequence[float], seed: int, repeat: int
     ) -> BatchStats:
@@ -146,18 +139,19 @@ class LayerRunner:
         if len(self.sigmas) != 1:
             raise ValueError("run_repeats needs a runner of one σ")  # a bug, not user input
         group = Group(layer, tuple(points), tuple(scales), seed, tuple(range(repeats)))
-        return self.stacked([float(self.sigmas[0])] * repeats).run(group).values(metric)
+        return self.run(group).values(metric)
 
     def run(self, group: Group) -> BatchStats:
         """Every batch of the data for one group."""
-        stats = self.zeros()
+        stats = self.zeros(len(group.repeats))
         for b, xb, yb in self.data.batches(self.batch_size):
             xb, yb = self.to_device(xb, yb)
             self.add_batch(group, b, xb, yb, self.clean_logits(xb), stats)
         return stats
 
-    def zeros(self) -> BatchStats:
-        stats = BatchStats.zeros(len(self.sigmas), self.device)
+    def zeros(self, repeats: int = 1) -> BatchStats:
+        """Empty sums for ``repeats`` repeats of every σ."""
+        stats = BatchStats.zeros(repeats * len(self.sigmas), self.device)
         stats.labelled = self.data.labelled
         return stats
 
@@ -187,10 +181,11 @@ class LayerRunner:
             make_generator(batch_seed(group.seed, group.layer, r, b), self.device)
             for r in group.repeats
         ]
+        # one repeat draws from the hooks' own generator; several from Fanout.gens
         shared = gens[0] if len(gens) == 1 else None
         fo = Fanout(sigmas=self.sigmas)
         fo.new_batch(len(xb))
-        after = self._linear_after(points, xb) if shared is not None else None
+        after = self._linear_after(points, xb)
         noisy = (
             linear_hook(self.model, after, fo, self.noise, shared, group.scales[0])
             if after is not None
@@ -203,7 +198,7 @@ class LayerRunner:
                 self._chunks(points, fo, gens, xb, yb, clean, stats)
         stats.total += len(yb)
         if self.progress is not None:
-            self.progress(len(self.sigmas) * len(xb) / len(self.data))
+            self.progress(len(gens) * len(self.sigmas) * len(xb) / len(self.data))
 
     def _windows(
         self,
@@ -215,12 +210,12 @@ class LayerRunner:
         clean: torch.Tensor | None,
         stats: BatchStats,
     ) -> None:
-        """Every σ in each pass, over windows of the batch sized to the budget: the layers
-        before the point run once per sample. (At least two samples a window, so that
-        whether the copies fan out is decided; see ``_forward``.)"""
+        """Every σ of every repeat in each pass, over windows of the batch sized to the
+        budget: the layers before the point run once per sample. (At least two samples a
+        window, so that whether the copies fan out is decided; see ``_forward``.)"""
         if len(gens) > 1:
-            fo.new_copies(self.sigmas, gens)
-        copies, width = len(self.sigmas), self.widths.get(points[0], 1)
+            fo.new_copies(self.sigmas.repeat(len(gens)), gens)
+        copies, width = fo.copies, self.widths.get(points[0], 1)
         fit = min(self.max_batch // copies, ELEMENT_BUDGET // (copies * width))
         size = max(fit, min(2, len(xb)))
         for off in range(0, len(xb), size):
@@ -239,16 +234,19 @@ class LayerRunner:
         clean: torch.Tensor | None,
         stats: BatchStats,
     ) -> None:
-        """The whole batch in each pass, over chunks of σ (several points, or a model whose
-        samples mix: its batch is then exactly the ``batch_size`` the user chose)."""
-        chunk = self.chunk(len(xb), points)
-        for start in range(0, len(self.sigmas), chunk):
-            sl = slice(start, start + chunk)
-            if len(gens) == 1:
-                fo.new_chunk(self.sigmas[sl])
-            else:
-                fo.new_copies(self.sigmas[sl], gens[sl])
-            self._add(stats, sl, self._forward(xb, fo, points), yb, clean)
+        """The whole batch in each pass, one repeat after another, over chunks of σ
+        (several points, or a model whose samples mix: its batch is then exactly the
+        ``batch_size`` the user chose)."""
+        chunk, per = self.chunk(len(xb), points), len(self.sigmas)
+        for r, gen in enumerate(gens):
+            for start in range(0, per, chunk):
+                sigmas = self.sigmas[start : start + chunk]
+                if len(gens) > 1 and start == 0:
+                    fo.new_copies(sigmas, [gen])  # this repeat's draws, replayed per chunk
+                else:
+                    fo.new_chunk(sigmas)
+                sl = slice(r * per + start, r * per + start + len(sigmas))
+                self._add(stats, sl, self._forward(xb, fo, points), yb, clean)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.dtype is None:

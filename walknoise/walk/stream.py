@@ -132,7 +132,7 @@ def stream(
     if not jobs:
         return {}
     first = jobs[0].runner
-    start, totals = 0, {j.key: j.runner.zeros() for j in jobs}
+    start, totals = 0, {j.key: j.runner.zeros(len(j.group.repeats)) for j in jobs}
     if clean is not None:
         totals[CLEAN] = _clean_zeros(clean[0])
     keys = list(totals)
@@ -190,6 +190,6 @@ def _batch(
         runner = job.runner
         if id(runner) not in cleans:
             cleans[id(runner)] = runner.clean_logits(xb)
-        fresh[job.key] = stats = runner.zeros()
+        fresh[job.key] = stats = runner.zeros(len(job.group.repeats))
         runner.add_batch(job.group, b, xb, yb, cleans[id(runner)], stats)
     return fresh
