@@ -1,4 +1,4 @@
-"""Stream the data once for many cell groups: per batch, every pending (layer, repeat).
+"""Stream the data once for many cell groups: per batch, every pending layer's repeats.
 
 A scan used to walk its data once per (layer, repeat); here each batch is read once and every
 group adds its share before the next batch is read, so the data is read once per pass however
