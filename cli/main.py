@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, MutableMapping
 from typing import Any, NoReturn
 
+from walknoise.heap import keep_freed_memory
+
 EXIT_INTERRUPTED = 130
 REDELIVER_S = 0.01
 """Delay before a dropped Ctrl-C is delivered again (once this hook has returned)."""
@@ -39,6 +41,7 @@ def interrupted() -> NoReturn:
 def main() -> None:
     """Run the ``walknoise`` command line (``sys.argv``)."""
     wait_passively_when_busy(os.environ)
+    keep_freed_memory()  # activations reuse pages, not fault in new ones (walknoise/heap.py)
     previous = sys.unraisablehook
     sys.unraisablehook = _redeliver(previous)
     try:
