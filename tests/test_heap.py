@@ -9,14 +9,18 @@ import pytest
 
 import walknoise.heap
 
-# Three 12 MiB tensors allocated, touched and freed 30 times: glibc's defaults give the
-# heap's top back to the kernel each round (3,072 pages a tensor faulted in again); kept,
-# only the first round faults. Counted, not timed: the kernel counts faults exactly.
+# Three 12 MiB tensors allocated, touched and freed 30 times. glibc's mmap threshold starts
+# at 128 KiB and moves with what was freed before, so the default's count varies between
+# runs (33k to 193k seen); the reference pins the starting value (a set threshold no longer
+# moves): every tensor is mmapped and faulted in again each round (30 × 3 × 3,072 pages).
+# Kept, only the first round faults. Counted, not timed: the kernel counts faults exactly.
 CHILD = """
-import resource, sys, torch
+import ctypes, resource, sys, torch
 import walknoise.heap
 if sys.argv[1] == "keep":
     assert walknoise.heap.keep_freed_memory()
+else:
+    assert ctypes.CDLL(None).mallopt(walknoise.heap.M_MMAP_THRESHOLD, 128 << 10) == 1
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(30):
     held = [torch.ones(3 << 20) for _ in range(3)]
@@ -36,7 +40,8 @@ def faults(mode: str) -> int:
 def test_kept_memory_is_reused_instead_of_faulted_in_again() -> None:
     plain, kept = faults("plain"), faults("keep")
     print(f"\nminor page faults: {plain} with glibc's defaults, {kept} with memory kept")
-    assert kept * 3 < plain  # measured 193k against 31k: the first round's faults only
+    assert plain > 30 * 3 * 3072 * 0.9  # the reference does fault every round
+    assert kept * 5 < plain  # the first round's faults only
 
 
 def test_a_libc_without_mallopt_is_reported_not_raised(monkeypatch) -> None:
