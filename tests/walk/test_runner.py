@@ -168,3 +168,27 @@ def test_grid_of_stacked_repeats_equals_each_repeat_alone(
         np.testing.assert_allclose(mine.mean_loss(), alone.mean_loss(), rtol=1e-4)
     first = stacked.accuracy()[: len(sigmas)]
     assert not np.array_equal(first, stacked.accuracy()[len(sigmas) :][: len(sigmas)])
+
+
+def test_stacked_repeats_stay_within_max_batch(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """4 σ × 3 repeats are 12 copies; ``max_batch=16`` allows two repeats of a two-sample
+    window per pass, so the third runs in a pass of its own, with its own draws as before."""
+    x, y = learnable_data(300)
+    model = fit(tiny_mlp(), x, y, steps=50).eval()
+    seen: list[int] = []
+    forward = runner.LayerRunner._model
+
+    def recorded(self, xb):  # type: ignore[no-untyped-def]
+        out = forward(self, xb)
+        seen.append(len(out))
+        return out
+
+    monkeypatch.setattr(runner.LayerRunner, "_model", recorded)
+    sigmas, make = [0.1, 0.5, 1.5, 4.0], make_noise("additive")
+    small = runner.LayerRunner(model, Tensors(x, y), make, sigmas, batch_size=64, max_batch=16)
+    stacked = small.run(runner.Group("fc1", ("fc1",), (1.0,), 7, (0, 1, 2)))
+    assert seen and max(seen) <= 16
+    for r in range(3):
+        alone = small.run_repeat("fc1", ["fc1"], [1.0], 7, r)
+        mine = stacked.rows(slice(r * 4, (r + 1) * 4))
+        assert_same_accuracy(mine.accuracy(), alone.accuracy(), n=len(y))

@@ -119,16 +119,12 @@ def _grid_jobs(
     """One job per layer, every (repeat, σ) of the grid as copies of a batch, so that the
     layers before the point run once for all; one per (layer, repeat) where each repeat has
     a model of its own (the train phase's clean models)."""
+    if _one_model(ctx):
+        runner, repeats = _runner(ctx, ctx.nets[0], progress=progress), tuple(range(len(ctx.nets)))
+        return [Job(layer, runner, _group(ctx.plan, layer, repeats)) for layer in layers]
     runners: dict[int, LayerRunner] = {}
     jobs = []
     for layer in layers:
-        if _one_model(ctx):
-            if not runners:
-                runners[0] = _runner(ctx, ctx.nets[0], progress=progress)
-            runner = runners[0]
-            repeats = tuple(range(len(ctx.nets)))
-            jobs.append(Job(layer, runner, _group(ctx.plan, layer, repeats)))
-            continue
         for r, net in enumerate(ctx.nets):
             if id(net) not in runners:
                 runners[id(net)] = _runner(ctx, net, progress=progress)

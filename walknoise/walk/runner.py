@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -174,7 +174,29 @@ class LayerRunner:
         clean: torch.Tensor | None,
         stats: BatchStats,
     ) -> None:
-        """Add batch ``b`` (``xb``, ``yb``, the clean logits) of ``group`` to ``stats``."""
+        """Add batch ``b`` (``xb``, ``yb``, the clean logits) of ``group`` to ``stats``.
+
+        Repeats are stacked as far as ``max_batch`` allows a pass of two samples (a window's
+        least); the rest run in further passes, each repeat with the same draws."""
+        per = len(self.sigmas)
+        fit = max(1, self.max_batch // (min(2, len(xb)) * per))
+        for i in range(0, len(group.repeats), fit):
+            part = replace(group, repeats=group.repeats[i : i + fit])
+            rows = stats.rows(slice(i * per, (i + len(part.repeats)) * per))  # views
+            self._add_repeats(part, b, xb, yb, clean, rows)
+        stats.total += len(yb)
+        if self.progress is not None:
+            self.progress(len(group.repeats) * per * len(xb) / len(self.data))
+
+    def _add_repeats(
+        self,
+        group: Group,
+        b: int,
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        clean: torch.Tensor | None,
+        stats: BatchStats,
+    ) -> None:
         points = group.points
         self.mixes(points, xb)  # probed now, on this batch, with no noise hooks in the way
         gens = [
@@ -196,9 +218,6 @@ class LayerRunner:
                 self._windows(points, fo, gens, xb, yb, clean, stats)
             else:
                 self._chunks(points, fo, gens, xb, yb, clean, stats)
-        stats.total += len(yb)
-        if self.progress is not None:
-            self.progress(len(gens) * len(self.sigmas) * len(xb) / len(self.data))
 
     def _windows(
         self,
