@@ -32,6 +32,7 @@ WEIGHTS = "walknoise/walk/weights.py"
 TRAIN = "walknoise/walk/trainphase.py"
 SELFBIN = "walknoise/walk/selfbin.py"
 RUNNER = "walknoise/walk/runner.py"
+BUDGET = "walknoise/walk/budget.py"
 CLEAN = "walknoise/walk/clean.py"
 PLAN = "walknoise/walk/plan.py"
 
@@ -133,9 +134,9 @@ MUTANTS: list[Mutant] = [
       "max(sq / n - mean * mean, 0.0)",
       "max(sq / n, 0.0)",
       SCAN_T),
-    m("stacked forward passes 1000x smaller", RUNNER,
-      "ELEMENT_BUDGET = 2**21",
-      "ELEMENT_BUDGET = 2**11",
+    m("stacked forward passes 1000x smaller", BUDGET,
+      "return min(CEILING, max(FLOOR, cache // (CACHE_SHARE * FLOAT32)))",
+      "return 2**11",
       SCAN_T),
     m("fan-out batch check disabled (runner)", RUNNER,
       "if out.shape[0] == copies * len(xb):",

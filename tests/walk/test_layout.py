@@ -193,3 +193,21 @@ def test_layouts_are_timed_in_the_dtype_of_the_noisy_passes(monkeypatch) -> None
     assert seen == [torch.bfloat16, None]
     with torch.inference_mode():  # verified in float32: reordered sums only
         torch.testing.assert_close(net(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("most", "expected"), [(None, 2**21 // (6 * 24 * 24)), (6, 6), (1, 2)])
+def test_layouts_are_timed_on_a_pass_of_the_runners_size(most, expected, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The timed batch fills the element budget (LeNet-5's widest map: 6×24×24), but never
+    exceeds the most a noisy pass will hold (a small dataset's few copies), nor goes below
+    the two probe samples."""
+    import walknoise.walk.layout as layout
+
+    monkeypatch.setattr(layout, "element_budget", lambda device: 2**21)
+    sizes: list[int] = []
+    timed = layout.best_times
+    monkeypatch.setattr(layout, "best_times", lambda fns, x: sizes.append(len(x)) or timed(fns, x))
+    with seeded_init(0):
+        model = build_model("lenet5").eval()
+    x = torch.rand(4, 1, 28, 28)
+    fast_layout(model, x) if most is None else fast_layout(model, x, most=most)
+    assert sizes and sizes[-1] == expected

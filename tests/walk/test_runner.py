@@ -118,7 +118,7 @@ def test_interrupted_scan_leaves_no_hooks(trained_mlp, data, monkeypatch) -> Non
 def test_stacked_repeats_draw_what_each_repeat_draws_alone(
     make, points, noise, budget, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(runner, "ELEMENT_BUDGET", budget)
+    monkeypatch.setattr(runner, "element_budget", lambda device: budget)
     x, y = learnable_data(300)
     model = fit(make(), x, y, steps=50).eval()
     layer = points[0] if len(points) == 1 else "<global>"
@@ -150,7 +150,7 @@ def test_grid_of_stacked_repeats_equals_each_repeat_alone(
 ) -> None:  # type: ignore[no-untyped-def]
     """Every (repeat, σ) of a layer in one pass, the prefix run once for all: each repeat's
     rows hold what that repeat computes alone (its own draws, shared by its σ copies)."""
-    monkeypatch.setattr(runner, "ELEMENT_BUDGET", budget)
+    monkeypatch.setattr(runner, "element_budget", lambda device: budget)
     x, y = learnable_data(300)
     model = fit(make(), x, y, steps=50).eval()
     layer = points[0] if len(points) == 1 else "<global>"

@@ -96,11 +96,13 @@ def eval_layers(
 
 def _context(model: nn.Module, plan: Plan, trainer: TrainPhase | None) -> Context:
     spec, probe, dtype = plan.spec, plan.batches.head(2), _autocast_dtype(plan)
+    # a pass holds at most a batch's copies: time no more (a small dataset's probe stays small)
+    most = min(spec.batch_size, len(plan.data)) * spec.repeats * len(spec.sigmas)
     if trainer is None:
-        nets = [fast_layout(model, probe, dtype)] * spec.repeats
+        nets = [fast_layout(model, probe, dtype, most)] * spec.repeats
     else:
         nets = [
-            fast_layout(trainer.clean_model(r).to(plan.device), probe, dtype)
+            fast_layout(trainer.clean_model(r).to(plan.device), probe, dtype, most)
             for r in range(spec.repeats)
         ]
     return Context(plan, nets, trainer)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from walknoise.walk.budget import element_budget
 from walknoise.walk.kernels import (
     best_chunk,
     best_times,
@@ -30,15 +31,16 @@ from walknoise.walk.kernels import (
     use_pool_kernel,
 )
 
-PASS_ELEMENTS = 2**21
-"""Widest activation of the batch the candidates are timed on (the runner's budget)."""
 MAX_TIMED_BATCH = 4096
 
 
-def fast_layout(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> nn.Module:
+def fast_layout(
+    model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None, most: int = MAX_TIMED_BATCH
+) -> nn.Module:
     """The fastest verified copy of ``model`` for batches like ``x``, else ``model`` itself;
     timed under autocast to ``dtype`` when the noisy passes run in it (bfloat16 convolutions
-    gain far more from channels-last than float32 ones), verified in the model's own."""
+    gain far more from channels-last than float32 ones), verified in the model's own.
+    ``most``: the most samples a noisy pass will hold (no need to time a larger one)."""
     convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
     kernels = any(fits_pool(m) or fits_conv(m) for m in model.modules())
     # a model in training mode would update its BatchNorm statistics on the probes below
@@ -47,16 +49,18 @@ def fast_layout(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = N
     probe = x[:2]
     try:
         with torch.inference_mode():
-            return _fastest(model, probe, dtype)
+            return _fastest(model, probe, dtype, min(most, MAX_TIMED_BATCH))
     except Exception:  # any failure only means the plain model is used
         return model
 
 
-def _fastest(model: nn.Module, probe: torch.Tensor, dtype: torch.dtype | None) -> nn.Module:
+def _fastest(
+    model: nn.Module, probe: torch.Tensor, dtype: torch.dtype | None, most: int
+) -> nn.Module:
     """The plain model (or its copy with faster kernels) or the channels-last copy, whichever
     runs a pass of the runner's size faster."""
     ref = model(probe)
-    batch = _timed_batch(model, probe)
+    batch = _timed_batch(model, probe, most)
     chunks: dict[str, int | None] = {}  # calibrated once, on the NCHW copy
     nchw = _candidate(model, False, probe, batch, chunks, ref)
     nets = [model if nchw is None else nchw]
@@ -101,8 +105,9 @@ def _agrees(out: object, ref: object) -> bool:
     return out.shape == ref.shape and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
-def _timed_batch(model: nn.Module, probe: torch.Tensor) -> int:
-    """Samples per pass whose widest activation fills ``PASS_ELEMENTS``."""
+def _timed_batch(model: nn.Module, probe: torch.Tensor, most: int) -> int:
+    """Samples per pass whose widest activation fills the runner's element budget (at most
+    ``most``)."""
     widest = probe[0].numel()
 
     def see(_m: nn.Module, _i: object, out: object) -> None:
@@ -117,7 +122,7 @@ def _timed_batch(model: nn.Module, probe: torch.Tensor) -> int:
     finally:
         for h in handles:
             h.remove()
-    return max(len(probe), min(MAX_TIMED_BATCH, PASS_ELEMENTS // widest))
+    return max(len(probe), min(most, element_budget(probe.device) // widest))
 
 
 def _with_kernels(

@@ -25,11 +25,10 @@ from walknoise.noise.kinds import Noise
 from walknoise.noise.linear import linear_hook, linear_successors
 from walknoise.noise.points import GLOBAL
 from walknoise.walk.batchstats import PROBE_SAMPLES, mixes_samples
+from walknoise.walk.budget import element_budget
 from walknoise.walk.clean import Batches, score_of
 from walknoise.walk.enclosing import FAN_PROBE, FanAt, find_fan, probing, replicated
 from walknoise.walk.metrics import BatchStats, all_sums
-
-ELEMENT_BUDGET = 2**21  # activation elements per stacked forward pass
 
 
 class CellCounter:
@@ -117,6 +116,7 @@ class LayerRunner:
         self.widths = dict(widths or {})
         self.probed = probed or Probed()
         self.dtype = dtype  # of the noisy passes (autocast); None: the model's own
+        self.budget = element_budget(self.device)  # activation elements per pass
         self._mixes, self._fans = self.probed.mixes, self.probed.fans
 
     def run_repeat(
@@ -235,7 +235,7 @@ class LayerRunner:
         if len(gens) > 1:
             fo.new_copies(self.sigmas.repeat(len(gens)), gens)
         copies, width = fo.copies, self.widths.get(points[0], 1)
-        fit = min(self.max_batch // copies, ELEMENT_BUDGET // (copies * width))
+        fit = min(self.max_batch // copies, self.budget // (copies * width))
         size = max(fit, min(2, len(xb)))
         for off in range(0, len(xb), size):
             fo.window(off, min(size, len(xb) - off))
@@ -296,7 +296,7 @@ class LayerRunner:
         if self.mixes(points):
             return 1
         width = max((self.widths.get(p, 1) for p in points), default=1)
-        return max(1, min(self.max_batch // batch, ELEMENT_BUDGET // (batch * width)))
+        return max(1, min(self.max_batch // batch, self.budget // (batch * width)))
 
     def mixes(self, points: Sequence[str], xb: torch.Tensor | None = None) -> bool:
         """Whether a sample's output depends on the others in its batch (probed once, on
