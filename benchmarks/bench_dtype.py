@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -151,7 +152,7 @@ def main() -> None:
                 f"(float32, seed 1 against 0: {100 * r['max_abs_float32_seed1_rel_diff']:.2f}%)"
             )
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        args.json.write_text(json.dumps({"machine": machine(), **out}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _machine import machine
+
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[2])
@@ -76,7 +78,9 @@ def main() -> None:
         f"wall {d['wall'] / k['wall']:.3f}×"
     )
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "medians": medians}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps({"machine": machine(), "runs": runs, "medians": medians}, indent=1) + "\n"
+        )
         print(f"wrote {args.json}")
 
 

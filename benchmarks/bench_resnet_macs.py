@@ -12,8 +12,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
+from _machine import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,7 +45,8 @@ def main() -> None:
     counts["block_input"] = count_macs(lambda: walknoise.scan(model, data, **kw))
     runner.find_fan = lambda *a: None  # the network's input instead
     counts["input_replicated"] = count_macs(lambda: walknoise.scan(model, data, **kw))
-    out: dict[str, float] = {"points": len(points), "minimum_G": minimum / 1e9}
+    out: dict[str, Any] = {"machine": machine(), "points": len(points)}
+    out["minimum_G"] = minimum / 1e9
     out |= {f"{k}_G": v / 1e9 for k, v in counts.items()}
     out |= {f"{k}_ratio": v / minimum for k, v in counts.items()}
     print(json.dumps(out, indent=1))

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import machine
 from torch import nn
 
 
@@ -353,7 +354,9 @@ def main() -> None:
         for arch in archs.get(args.arch, [args.arch]):
             results.append(bench(setup(arch, args.quick), args, peak, tmp))
     if args.json:
-        Path(args.json).write_text(json.dumps({"quick": args.quick, "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine(), "quick": args.quick, "results": results}, indent=1)
+        )
         print(f"\nwrote {args.json}")
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import machine
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,8 +292,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     report["settings"] = {**settings, "checkpoint_every": CHECKPOINT_EVERY, "n": n,
                           "small": n // 10, "quick": args.quick}  # fmt: skip
-    report["machine"] = {"cores": os.cpu_count(), "torch": torch.__version__,
-                         "total_seconds": time.perf_counter() - start}  # fmt: skip
+    report["machine"] = machine() | {"total_seconds": time.perf_counter() - start}
     if out_json is not None:
         out_json.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {out_json}")

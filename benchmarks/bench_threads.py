@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _machine import machine
+
 CHILD = """
 import sys, time, torch
 import walknoise
@@ -57,7 +59,7 @@ def main() -> None:
                 busy.kill()
         print(load, {k: f"{v:.1f} s" for k, v in results[load].items()})
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.write_text(json.dumps({"machine": machine(), **results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
