@@ -5,8 +5,8 @@ cost of a pass (hooks, kernel launches, Python) dominates; too large and the act
 longer stay in the last-level cache between layers. ``benchmarks/bench_budget.py`` sweeps the
 budget on a LeNet-5 and a ResNet-20 walk (``docs/bench_budget.json``): on a 2-core Zen 3 with
 a 32 MiB L3 both are fastest at a quarter of the L3 in float32 elements (2^21, 8 MiB); at
-2^16 they ran 2.6× and 1.6× slower, at 2^23 (the whole L3) 1.03× and 1.28×. Hence a quarter
-of the cache, clamped to 2^20..2^23: below, the fixed cost of a pass grows (LeNet-5 1.16×
+2^16 they ran 2.4× and 1.6× slower, at 2^23 (the whole L3) 1.02× and 1.27×. Hence a quarter
+of the cache, clamped to 2^20..2^23: below, the fixed cost of a pass grows (LeNet-5 1.09×
 slower at 2^20); above, no machine of ours was measured.
 """
 
