@@ -115,6 +115,9 @@ def test_budget_table_is_the_json() -> None:
             cells = row(f"2^{b.bit_length() - 1}")
             assert cells[col : col + 2] == [f"{t:.2f} s", ratio(t / best)], (b, cells)
             assert cells[0].endswith("(the rule)") == (b == r["rule_budget"])
+        spread = {b: (max(t) - min(t)) / med[int(b)] for b, t in r["seconds"].items()}
+        below_2_24 = max(v for b, v in spread.items() if int(b) < 2**24)
+        assert f"at most {below_2_24:.0%}" in PAGE or f"and {below_2_24:.0%} on" in PAGE
         share = 2 * r["macs"] / best / 1e9 / d["gemm_gflops"]
         assert f"{share:.0%}" in PAGE
     assert f"{d['gemm_gflops']:.0f} GFLOP/s" in PAGE

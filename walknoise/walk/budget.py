@@ -20,7 +20,7 @@ import torch
 
 DEFAULT = 2**21  # where the cache size cannot be read, and on GPUs (not measured there)
 FLOOR, CEILING = 2**20, 2**23  # float32 elements (see above)
-CACHE_SHARE = 4  # a quarter of the last-level cache: the activations before and after a layer
+CACHE_SHARE = 4  # a quarter of the last-level cache: the sweep's best (see above)
 FLOAT32 = 4  # bytes: the budget counts the float32 elements the activations mostly are
 SYSFS = Path("/sys/devices/system/cpu/cpu0/cache")
 

@@ -96,8 +96,10 @@ def eval_layers(
 
 def _context(model: nn.Module, plan: Plan, trainer: TrainPhase | None) -> Context:
     spec, probe, dtype = plan.spec, plan.batches.head(2), _autocast_dtype(plan)
-    # a pass holds at most a batch's copies: time no more (a small dataset's probe stays small)
-    most = min(spec.batch_size, len(plan.data)) * spec.repeats * len(spec.sigmas)
+    # a pass holds at most a batch's copies and max_batch: time no more (a small dataset's
+    # probe stays small)
+    copies = min(spec.batch_size, len(plan.data)) * spec.repeats * len(spec.sigmas)
+    most = min(copies, spec.max_batch)
     if trainer is None:
         nets = [fast_layout(model, probe, dtype, most)] * spec.repeats
     else:
